@@ -1,0 +1,69 @@
+"""`clarion demo`: a local broker (unless one is configured), one worker, sample traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from rich.console import Console
+
+from devenv.kafka import kafka_broker
+from devenv.traffic import produce_traffic, seed_profiles, user_ids
+from devenv.worker import WorkerProcess
+from logic.tokens import issue_token
+from streams.settings import get_settings
+
+console = Console()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def run_demo(duration: float | None, rate: float) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = get_settings()
+    var = Path("var/demo")
+    with kafka_broker() as bootstrap:
+        port = settings.web_port if "CLARION_WEB_PORT" in os.environ else _free_port()
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CLARION_WEB_PORT": str(port),
+            "CLARION_DATA_DIR": str(var / f"data-{bootstrap.replace(':', '_')}"),
+            "CLARION_OUTBOX_PATH": str(var / "outbox.jsonl"),
+        }
+        worker = WorkerProcess(env, var / "worker.log")
+        console.print(f"[bold]Kafka[/] {bootstrap} · starting worker (log: {worker.log_path})")
+        with worker:
+            await asyncio.to_thread(worker.wait_ready)
+            users = user_ids(10)
+            token = issue_token("alice", settings.inapp_token_secret.get_secret_value(),
+                                timedelta(hours=12), datetime.now(UTC))
+            console.print(
+                "[bold green]Clarion is running.[/] Watch alice's in-app notifications:\n"
+                f"  curl -N '{worker.base_url}/inapp/stream?token={token}'\n"
+                f"Other channels (push, email, SMS, webhook) go to {env['CLARION_OUTBOX_PATH']}"
+                f" and the worker log; bad events to {settings.topic_prefix}dlq.events.\n"
+                "Ctrl-C stops the traffic, the worker and the broker."
+            )
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+            await producer.start()
+            try:
+                rng = random.Random()
+                await seed_profiles(producer, settings.topic_prefix, users, rng)
+                sent = await produce_traffic(
+                    producer, settings.topic_prefix, users, rate, duration, rng
+                )
+                console.print(f"produced {sent} events")
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                console.print("stopping…")
+            finally:
+                await producer.stop()

@@ -1,0 +1,1 @@
+"""Pure logic: no Faust import, no I/O. Unit-tested in microseconds."""

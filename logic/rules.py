@@ -1,0 +1,63 @@
+"""Load and query the classification rules (category -> lane, channels, TTL)."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.common import Category, Channel, Lane
+
+
+class CategoryRule(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    lane: Lane
+    channels: tuple[Channel, ...]
+    required: frozenset[Channel] = frozenset()
+    ttl_s: int | None = Field(default=None, gt=0)
+
+    @property
+    def ttl(self) -> timedelta | None:
+        return None if self.ttl_s is None else timedelta(seconds=self.ttl_s)
+
+    @model_validator(mode="after")
+    def _required_are_default_channels(self) -> CategoryRule:
+        extra = self.required - set(self.channels)
+        if extra:
+            raise ValueError(f"required channels {sorted(extra)} are not in channels")
+        return self
+
+
+class Rules(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    categories: dict[Category, CategoryRule]
+
+    @model_validator(mode="after")
+    def _every_category_has_a_rule(self) -> Rules:
+        missing = set(Category) - set(self.categories)
+        if missing:
+            raise ValueError(f"rules missing for categories: {sorted(missing)}")
+        return self
+
+    def for_category(self, category: Category) -> CategoryRule:
+        return self.categories[category]
+
+
+def parse_rules(text: str) -> Rules:
+    return Rules.model_validate(tomllib.loads(text))
+
+
+@lru_cache(maxsize=4)
+def load_rules(path: Path | None = None) -> Rules:
+    """The rules file at `path`, or the packaged default."""
+    if path is None:
+        text = resources.files("logic").joinpath("rules.toml").read_text(encoding="utf-8")
+    else:
+        text = path.read_text(encoding="utf-8")
+    return parse_rules(text)

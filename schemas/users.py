@@ -1,0 +1,56 @@
+"""Per-user state fed from compacted topics: preferences and contact points."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, field_validator
+
+from schemas.common import Category, Channel, Id
+
+
+class Preferences(BaseModel):
+    """A user's choices. Absent user = defaults (everything the rules allow, English, UTC)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    user_id: Id
+    locale: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")] = "en"
+    timezone: str = "UTC"
+    # category -> channels the user turned off for it
+    opt_out: dict[Category, frozenset[Channel]] = {}
+    # channels turned off for every category
+    disabled_channels: frozenset[Channel] = frozenset()
+    updated_at: AwareDatetime | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA timezone {value!r}") from exc
+        return value
+
+
+class Device(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    token: Annotated[str, StringConstraints(min_length=8, max_length=4096)]
+    platform: Literal["fcm", "apns"]
+
+
+class ContactPoints(BaseModel):
+    """Where a user can be reached. In-app needs no contact point: it is the user id."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    user_id: Id
+    devices: tuple[Device, ...] = ()
+    email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    phone: Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")] | None = None  # E.164
+    webhook_url: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=2048)] | None = (
+        None
+    )
+    updated_at: AwareDatetime | None = None

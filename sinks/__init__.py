@@ -1,0 +1,1 @@
+"""Channel sinks: one module per channel/provider."""

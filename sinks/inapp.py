@@ -1,0 +1,52 @@
+"""In-app sink: store each delivery in the user's inbox (so reconnecting clients miss
+nothing) and push it to the user's live SSE connections on this worker."""
+
+from __future__ import annotations
+
+import faust
+
+from logic.inbox import append_item, contains, next_seq
+from schemas.common import Channel, Lane
+from schemas.notifications import Delivery, InboxItem, ReceiptStatus
+from sinks import receipts
+from sinks.hub import Hub
+from streams import topics
+from streams.app import app
+from tables.state import inbox
+
+hub = Hub()
+
+
+def to_inbox_item(delivery: Delivery, seq: int) -> InboxItem:
+    return InboxItem(
+        id=delivery.delivery_id,
+        seq=seq,
+        notification_id=delivery.notification_id,
+        category=delivery.category,
+        lane=delivery.lane,
+        title=delivery.title,
+        body=delivery.body,
+        url=delivery.url,
+        created_at=delivery.created_at,
+    )
+
+
+async def _deliver_in_app(stream: faust.StreamT[Delivery]) -> None:
+    limit = app.settings.inbox_size
+    async for delivery in stream:
+        key = delivery.recipient_id.encode()
+        items = inbox.get(key) or []
+        live = 0
+        # A redelivered message (crash before the offset commit) is already in the inbox.
+        if not contains(items, delivery.delivery_id):
+            item = to_inbox_item(delivery, next_seq(items))
+            inbox[key] = append_item(items, item, limit)
+            live = hub.publish(delivery.recipient_id, item)
+        await receipts.record(delivery, ReceiptStatus.DELIVERED if live else ReceiptStatus.SENT)
+
+
+for _lane in Lane:
+    app.agent(
+        topics.deliveries[(Channel.IN_APP, _lane)], name=f"sink.in_app.{_lane.value}",
+        concurrency=1,
+    )(_deliver_in_app)

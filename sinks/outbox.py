@@ -1,0 +1,52 @@
+"""Console/file outbox: stands in for the push, email, SMS and webhook providers until their
+real SDK sinks land, so the demo shows every channel's deliveries. One JSON line each."""
+
+from __future__ import annotations
+
+import logging
+from typing import IO
+
+import faust
+
+from logic.masking import mask_address
+from schemas.common import Channel, Lane
+from schemas.notifications import Delivery, ReceiptStatus
+from sinks import receipts
+from streams import topics
+from streams.app import app
+
+log = logging.getLogger("clarion.outbox")
+_settings = app.settings
+_file: IO[bytes] | None = None
+
+
+def _outbox() -> IO[bytes]:
+    global _file
+    if _file is None:
+        _settings.outbox_path.parent.mkdir(parents=True, exist_ok=True)
+        _file = _settings.outbox_path.open("ab")
+    return _file
+
+
+async def _deliver_to_outbox(stream: faust.StreamT[Delivery]) -> None:
+    async for delivery in stream:
+        out = _outbox()
+        out.write(delivery.model_dump_json().encode() + b"\n")
+        out.flush()
+        if _settings.outbox_console:
+            log.info(
+                "%-7s %-8s → %s: %s — %s", delivery.channel.value, delivery.lane.value,
+                mask_address(delivery.target.address), delivery.title, delivery.body,
+            )
+        await receipts.record(delivery, ReceiptStatus.SENT)
+
+
+for _channel in Channel:
+    if _channel is Channel.IN_APP:
+        continue
+    for _lane in Lane:
+        app.agent(
+            topics.deliveries[(_channel, _lane)],
+            name=f"sink.outbox.{_channel.value}.{_lane.value}",
+            concurrency=1,
+        )(_deliver_to_outbox)

@@ -1,0 +1,22 @@
+"""Write the receipt for a delivery's outcome."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from schemas.notifications import Delivery, Receipt, ReceiptStatus
+from streams import topics
+
+
+async def record(delivery: Delivery, status: ReceiptStatus, reason: str | None = None) -> None:
+    receipt = Receipt(
+        notification_id=delivery.notification_id,
+        recipient_id=delivery.recipient_id,
+        lane=delivery.lane,
+        status=status,
+        at=datetime.now(UTC),
+        delivery_id=delivery.delivery_id,
+        channel=delivery.channel,
+        reason=reason,
+    )
+    await topics.receipts.send(key=delivery.recipient_id.encode(), value=receipt)

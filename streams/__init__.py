@@ -1,0 +1,1 @@
+"""Faust wiring: the app, its settings, every topic, the CLI."""

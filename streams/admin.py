@@ -1,0 +1,101 @@
+"""Create Clarion's topics before the worker subscribes (Faust creates only its internal ones)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.catalog import TopicSpec
+
+log = logging.getLogger("clarion.admin")
+
+
+class TopicLayoutError(RuntimeError):
+    """An existing topic has a partition count that breaks co-partitioning."""
+
+
+def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
+    errors = []
+    for entry in getattr(response, "topic_errors", []):
+        topic, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        errors.append((topic, code, message))
+    return errors
+
+
+async def _wait_visible(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30) -> None:
+    """Creation is asynchronous: wait until every partition has a leader in the metadata,
+    or the consumer would subscribe to topics it cannot see yet and ignore them."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        ready = {
+            d["topic"]
+            for d in described
+            if d["error_code"] == 0 and d["partitions"]
+            and all(p["leader"] >= 0 for p in d["partitions"])
+        }
+        if ready >= set(names):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TopicLayoutError(f"topics not visible after {timeout_s}s: {set(names) - ready}")
+        await asyncio.sleep(0.2)
+
+
+def _config(spec: TopicSpec) -> dict[str, str]:
+    config = {"cleanup.policy": "compact" if spec.compacted else "delete"}
+    if spec.retention_ms is not None:
+        config["retention.ms"] = str(spec.retention_ms)
+    return config
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    specs: Iterable[TopicSpec],
+    *,
+    prefix: str,
+    partitions: int,
+    replication_factor: int,
+) -> list[str]:
+    """Create the missing topics; fail loudly if an existing one has the wrong partition count.
+
+    Returns the names that were created.
+    """
+    wanted = {prefix + spec.name: spec for spec in specs}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        present = [name for name in wanted if name in existing]
+        if present:
+            described = await admin.describe_topics(present)
+            wrong = {
+                d["topic"]: len(d["partitions"])
+                for d in described
+                if len(d["partitions"]) != partitions
+            }
+            if wrong:
+                raise TopicLayoutError(
+                    f"topics must all have {partitions} partitions (CLARION_PARTITIONS) to stay "
+                    f"co-partitioned, but these differ: {wrong}"
+                )
+        missing = [
+            NewTopic(name, partitions, replication_factor, topic_configs=_config(spec))
+            for name, spec in wanted.items()
+            if name not in existing
+        ]
+        if missing:
+            response = await admin.create_topics(missing)
+            for topic, code, message in _topic_errors(response):
+                # Another worker may have created it between our list and create.
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise TopicLayoutError(f"cannot create topic {topic}: [{code}] {message}")
+            await _wait_visible(admin, [t.name for t in missing])
+            log.info("created %d topics (prefix %r)", len(missing), prefix)
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

@@ -1,0 +1,63 @@
+"""Every topic Clarion uses, by name, with its shape. Pure data (no Faust import) so the
+admin code, tests and benchmarks share one list with the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.common import Channel, Lane
+
+# Domain services produce to these (any event type on any of them; one topic per domain
+# keeps a marketing backlog from sitting in front of payments at ingest).
+INGRESS = (
+    "events.social",
+    "events.messaging",
+    "events.payments",
+    "events.security",
+    "events.marketing",
+)
+# Where the sample traffic (and the README) puts each event type.
+INGRESS_FOR_TYPE = {
+    "like": "events.social",
+    "comment": "events.social",
+    "follow": "events.social",
+    "mention": "events.social",
+    "live_started": "events.social",
+    "message": "events.messaging",
+    "payment": "events.payments",
+    "security_alert": "events.security",
+    "marketing": "events.marketing",
+}
+PREFERENCES = "preferences"
+CONTACTS = "contacts"
+BROADCASTS = "broadcasts"
+RECEIPTS = "receipts"
+DLQ_EVENTS = "dlq.events"
+
+
+def lane_topic(lane: Lane) -> str:
+    return f"notifications.{lane.value}"
+
+
+def delivery_topic(channel: Channel, lane: Lane) -> str:
+    return f"deliveries.{channel.value}.{lane.value}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    compacted: bool = False
+    retention_ms: int | None = None
+
+
+def all_topics() -> list[TopicSpec]:
+    """Every topic the worker creates at start, all with the same partition count
+    (the co-partitioning rule: user-keyed topics and tables line up partition by partition)."""
+    specs = [TopicSpec(name) for name in INGRESS]
+    specs += [TopicSpec(PREFERENCES, compacted=True), TopicSpec(CONTACTS, compacted=True)]
+    specs += [TopicSpec(lane_topic(lane)) for lane in Lane]
+    specs += [TopicSpec(delivery_topic(ch, lane)) for ch in Channel for lane in Lane]
+    specs += [TopicSpec(BROADCASTS), TopicSpec(RECEIPTS)]
+    # Dead letters are kept for 30 days so an operator can inspect and replay them.
+    specs.append(TopicSpec(DLQ_EVENTS, retention_ms=30 * 24 * 3600 * 1000))
+    return specs

@@ -1,0 +1,58 @@
+"""Every setting Clarion reads, from environment variables only (pydantic-settings).
+
+`KAFKA_BOOTSTRAP_SERVERS` keeps its conventional name; everything else is `CLARION_*`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLARION_", extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="localhost:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "CLARION_BOOTSTRAP_SERVERS"),
+        description="Kafka bootstrap servers, comma separated host:port.",
+    )
+    app_id: str = Field(default="clarion", description="Faust app id = consumer group id.")
+    topic_prefix: str = Field(
+        default="", description="Prepended to every topic name (isolates tests and tenants)."
+    )
+    partitions: int = Field(default=8, ge=1, description="Partitions of every user-keyed topic.")
+    replication_factor: int = Field(default=1, ge=1)
+    data_dir: Path = Field(default=Path("var/data"), description="RocksDB tables live here.")
+    web_host: str = Field(default="127.0.0.1", description="Bind address of the worker's web server.")
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    # Public URL other workers (and redirected SSE clients) use to reach this worker.
+    web_advertised_url: str | None = None
+    rocksdb_block_cache_mb: int = Field(default=64, ge=8, description="Per-table block cache.")
+
+    max_event_bytes: int = Field(default=65536, ge=1024, description="Larger events are DLQ'd.")
+    dedupe_horizon_s: int = Field(default=86_400, ge=60, description="How long event ids are kept.")
+    rules_path: Path | None = Field(default=None, description="Override the packaged rules.toml.")
+
+    inapp_token_secret: SecretStr = Field(
+        default=SecretStr("dev-only-change-me"),
+        description="HMAC secret that signs in-app client tokens (HS256 JWT).",
+    )
+    inapp_token_ttl_s: int = Field(default=3600, ge=60)
+    inbox_size: int = Field(default=20, ge=1, le=500, description="In-app items kept per user.")
+    outbox_path: Path = Field(
+        default=Path("var/outbox.jsonl"),
+        description="Console/file outbox for channels without a provider yet.",
+    )
+    outbox_console: bool = Field(default=True, description="Also log each outbox delivery.")
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

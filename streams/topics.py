@@ -1,0 +1,48 @@
+"""Faust topic objects for every topic in the catalog. Kafka keys are raw UTF-8 user ids so
+that any producer's default (murmur2) partitioner agrees with Clarion's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from schemas.codec import PydanticCodec
+from schemas.common import Channel, Lane
+from schemas.events import LiveStartedEvent
+from schemas.notifications import Delivery, Notification, Receipt
+from schemas.users import ContactPoints, Preferences
+from streams import catalog
+from streams.app import app
+
+_settings = app.settings
+
+
+def _topic(name: str, value_serializer: Any) -> faust.TopicT:
+    return app.topic(
+        _settings.topic(name),
+        key_type=bytes,
+        key_serializer="raw",
+        value_serializer=value_serializer,
+        partitions=_settings.partitions,
+    )
+
+
+# Ingress carries raw bytes: validation (and the DLQ for what fails it) is Clarion's job.
+ingress: dict[str, faust.TopicT] = {name: _topic(name, "raw") for name in catalog.INGRESS}
+preferences = _topic(catalog.PREFERENCES, "raw")
+contacts = _topic(catalog.CONTACTS, "raw")
+lanes: dict[Lane, faust.TopicT] = {
+    lane: _topic(catalog.lane_topic(lane), PydanticCodec(Notification)) for lane in Lane
+}
+deliveries: dict[tuple[Channel, Lane], faust.TopicT] = {
+    (ch, lane): _topic(catalog.delivery_topic(ch, lane), PydanticCodec(Delivery))
+    for ch in Channel
+    for lane in Lane
+}
+broadcasts = _topic(catalog.BROADCASTS, PydanticCodec(LiveStartedEvent))
+receipts = _topic(catalog.RECEIPTS, PydanticCodec(Receipt))
+dlq_events = _topic(catalog.DLQ_EVENTS, "raw")
+
+preferences_codec = PydanticCodec(Preferences)
+contacts_codec = PydanticCodec(ContactPoints)

@@ -1,0 +1,1 @@
+"""Every table, declared in one place (tables/state.py)."""

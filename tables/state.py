@@ -1,0 +1,60 @@
+"""Every Clarion table. All are RocksDB-backed with changelog topics (named after the app id),
+keyed by the same raw user-id (or event-id) bytes as the topics that feed them, so a lookup
+made while processing partition p reads partition p's store: the co-partitioned "join"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from schemas.codec import PydanticCodec
+from schemas.notifications import InboxItem
+from schemas.users import ContactPoints, Preferences
+from streams.app import app
+
+_settings = app.settings
+# Faust's default block cache is 2 GiB per store: size it for many partitions on one host.
+_ROCKSDB_OPTIONS = {
+    "block_cache_size": _settings.rocksdb_block_cache_mb * 1024 * 1024,
+    "write_buffer_size": 16 * 1024 * 1024,
+}
+
+
+def _table(name: str, value_serializer: Any, help: str, **kwargs: Any) -> faust.Table:
+    table = app.Table(
+        name,
+        key_type=bytes,  # raw key bytes, as on the topics
+        partitions=_settings.partitions,
+        options=_ROCKSDB_OPTIONS | kwargs.pop("options", {}),
+        help=help,
+        **kwargs,
+    )
+    # Table() takes no serializer argument; the store and changelog topic are built lazily
+    # from this attribute, so setting it here (before the worker starts) is enough.
+    table.value_serializer = value_serializer
+    return table
+
+
+preferences = _table(
+    "preferences", PydanticCodec(Preferences), "user id -> Preferences (compacted topic)"
+)
+contacts = _table(
+    "contacts", PydanticCodec(ContactPoints), "user id -> ContactPoints (compacted topic)"
+)
+# Dedupe is bounded by time, not by code: RocksDB's TTL drops old keys from the local store
+# at compaction and the changelog's delete policy drops them from Kafka, so a restore never
+# brings them back.
+seen_events = _table(
+    "seen-events",
+    "json",
+    "event id -> [ingress offset, first-seen unix time] (dedupe)",
+    options={"ttl": _settings.dedupe_horizon_s},
+    extra_topic_configs={
+        "cleanup.policy": "compact,delete",
+        "retention.ms": str(_settings.dedupe_horizon_s * 1000),
+    },
+)
+inbox = _table(
+    "inbox", PydanticCodec(list[InboxItem]), "user id -> newest in-app items (SSE resume)"
+)
