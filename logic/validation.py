@@ -16,6 +16,7 @@ class RejectReason(StrEnum):
     MALFORMED_JSON = "malformed_json"
     UNKNOWN_TYPE = "unknown_type"
     MISSING_TYPE = "missing_type"
+    NOT_AN_OBJECT = "not_an_object"
     UNSUPPORTED_VERSION = "unsupported_schema_version"
     SCHEMA_VIOLATION = "schema_violation"
 
@@ -49,7 +50,9 @@ def _rejection_from(exc: ValidationError) -> Rejection:
         return Rejection(RejectReason.MALFORMED_JSON, _summarize(errors))
     if "union_tag_invalid" in kinds:
         return Rejection(RejectReason.UNKNOWN_TYPE, _summarize(errors))
-    if "union_tag_not_found" in kinds or "model_attributes_type" in kinds:
+    if "dict_type" in kinds or "model_attributes_type" in kinds:
+        return Rejection(RejectReason.NOT_AN_OBJECT, _summarize(errors))
+    if "union_tag_not_found" in kinds:
         return Rejection(RejectReason.MISSING_TYPE, _summarize(errors))
     if any(e["type"] == "literal_error" and e["loc"][-1] == "schema_version" for e in errors):
         return Rejection(RejectReason.UNSUPPORTED_VERSION, _summarize(errors))

@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     rules_path: Path | None = Field(default=None, description="Override the packaged rules.toml.")
 
     inapp_token_secret: SecretStr = Field(
-        default=SecretStr("dev-only-change-me"),
+        default=SecretStr("dev-only-secret-change-me-before-production"),
+        min_length=32,
         description="HMAC secret that signs in-app client tokens (HS256 JWT).",
     )
     inapp_token_ttl_s: int = Field(default=3600, ge=60)

@@ -1,0 +1,159 @@
+"""The foundation slice end to end: real broker, real `clarion worker` subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from streams.catalog import CONTACTS, DLQ_EVENTS, PREFERENCES, RECEIPTS, delivery_topic
+from schemas.common import Channel, Lane
+
+from tests.factories import event_bytes, event_dict
+from tests.integration.conftest import Pipeline
+from tests.integration.kafka_io import collect, produce, produce_json, values
+
+pytestmark = pytest.mark.integration
+
+ALL_DELIVERY_TOPICS = [delivery_topic(c, lane) for c in Channel for lane in Lane]
+
+
+def contacts(uid: str) -> dict[str, Any]:
+    return {
+        "user_id": uid,
+        "devices": [{"token": f"fcm-{uid}-token", "platform": "fcm"}],
+        "email": f"{uid}@example.com",
+    }
+
+
+async def deliveries_for(p: Pipeline, uid: str, n: int, timeout_s: float = 30) -> list[dict]:
+    records = await collect(
+        p.bootstrap, [p.topic(t) for t in ALL_DELIVERY_TOPICS],
+        until=lambda kept: len(kept) >= n, keep=lambda r: r.key == uid.encode(),
+        timeout_s=timeout_s,
+    )
+    return values(records)
+
+
+async def receipts_for(p: Pipeline, uid: str, n: int, timeout_s: float = 30) -> list[dict]:
+    records = await collect(
+        p.bootstrap, [p.topic(RECEIPTS)], until=lambda kept: len(kept) >= n,
+        keep=lambda r: r.key == uid.encode(), timeout_s=timeout_s,
+    )
+    return values(records)
+
+
+async def test_event_becomes_deliveries_with_receipts(pipeline: Pipeline, uid: str) -> None:
+    await produce_json(pipeline.bootstrap, pipeline.topic(CONTACTS), contacts(uid), uid)
+    await _wait_for_changelog(pipeline, "contacts", uid)
+    event = event_dict("payment", recipient_id=uid)
+    await produce_json(pipeline.bootstrap, pipeline.topic("events.payments"), event, uid)
+
+    found = await deliveries_for(pipeline, uid, 3)
+    assert sorted((d["channel"], d["lane"], d["target"]["address"]) for d in found) == [
+        ("email", "critical", f"{uid}@example.com"),
+        ("in_app", "critical", uid),
+        ("push", "critical", f"fcm-{uid}-token"),
+    ]
+    assert {d["title"] for d in found} == {"Payment succeeded"}
+    receipts = await receipts_for(pipeline, uid, 3)
+    assert sorted(r["delivery_id"] for r in receipts) == sorted(d["delivery_id"] for d in found)
+    assert {r["status"] for r in receipts} <= {"sent", "delivered"}
+    # The outbox sink wrote the non-in-app deliveries.
+    lines = [json.loads(x) for x in pipeline.outbox.read_text().splitlines()]
+    assert {d["channel"] for d in lines if d["recipient_id"] == uid} == {"push", "email"}
+
+
+async def test_opted_out_channel_receives_nothing(pipeline: Pipeline, uid: str) -> None:
+    prefs = {"user_id": uid, "opt_out": {"like": ["push"]}}
+    await produce_json(pipeline.bootstrap, pipeline.topic(PREFERENCES), prefs, uid)
+    await produce_json(pipeline.bootstrap, pipeline.topic(CONTACTS), contacts(uid), uid)
+    await _wait_for_changelog(pipeline, "preferences", uid)
+    await _wait_for_changelog(pipeline, "contacts", uid)
+    await produce(pipeline.bootstrap, pipeline.topic("events.social"),
+                  [event_bytes("like", recipient_id=uid), event_bytes("follow", recipient_id=uid)],
+                  key=uid.encode())
+
+    # follow → in_app + push; like → in_app only. Wait for all three, then a little longer.
+    found = await deliveries_for(pipeline, uid, 3)
+    await asyncio.sleep(1.0)
+    found = await deliveries_for(pipeline, uid, 4, timeout_s=2)
+    assert sorted((d["category"], d["channel"]) for d in found) == [
+        ("follow", "in_app"), ("follow", "push"), ("like", "in_app"),
+    ]
+
+
+async def test_preference_update_applies_to_the_next_event(pipeline: Pipeline, uid: str) -> None:
+    await produce_json(pipeline.bootstrap, pipeline.topic(CONTACTS), contacts(uid), uid)
+    await _wait_for_changelog(pipeline, "contacts", uid)
+    social = pipeline.topic("events.social")
+    await produce(pipeline.bootstrap, social, [event_bytes("like", recipient_id=uid)], uid.encode())
+    first = await deliveries_for(pipeline, uid, 2)
+    assert {d["channel"] for d in first} == {"in_app", "push"}
+
+    prefs = {"user_id": uid, "disabled_channels": ["push"]}
+    await produce_json(pipeline.bootstrap, pipeline.topic(PREFERENCES), prefs, uid)
+    await _wait_for_changelog(pipeline, "preferences", uid)
+    await produce(pipeline.bootstrap, social, [event_bytes("like", recipient_id=uid)], uid.encode())
+
+    found = await deliveries_for(pipeline, uid, 3)
+    await asyncio.sleep(1.0)
+    found = await deliveries_for(pipeline, uid, 4, timeout_s=2)
+    assert sorted(d["channel"] for d in found) == ["in_app", "in_app", "push"]
+
+
+async def test_bad_input_is_dead_lettered_and_the_worker_keeps_going(
+    pipeline: Pipeline, uid: str
+) -> None:
+    missing_field = event_dict("comment", recipient_id=uid)
+    del missing_field["text"]
+    oversized = event_bytes("comment", recipient_id=uid, text="x" * 1900, padding="p" * 100_000)
+    bad = [
+        b'{"type": "like", "event_id": ',  # malformed JSON
+        event_bytes("poke", recipient_id=uid),  # unknown type
+        json.dumps(missing_field).encode(),  # missing field
+        oversized,  # over CLARION_MAX_EVENT_BYTES (64 KiB)
+    ]
+    first = event_dict("like", recipient_id=uid)
+    last = event_dict("follow", recipient_id=uid)
+    topic = pipeline.topic("events.social")
+    # One key, so one partition: the valid events sit on both sides of the bad ones.
+    await produce(pipeline.bootstrap, topic,
+                  [json.dumps(first).encode(), *bad, json.dumps(last).encode()], key=uid.encode())
+
+    dead = await collect(pipeline.bootstrap, [pipeline.topic(DLQ_EVENTS)],
+                         until=lambda kept: len(kept) >= 4, keep=lambda r: r.key == uid.encode())
+    reasons = [dict(r.headers)["clarion.dlq.reason"].decode() for r in dead]
+    assert reasons == ["malformed_json", "unknown_type", "schema_violation", "payload_too_large"]
+    assert [r.value for r in dead] == bad  # the original bytes, untouched
+    headers = dict(dead[2].headers)
+    assert b"text" in headers["clarion.dlq.detail"]
+    assert headers["clarion.dlq.source.topic"] == topic.encode()
+    offsets = [int(dict(r.headers)["clarion.dlq.source.offset"]) for r in dead]
+    assert offsets == sorted(offsets) and len(set(offsets)) == 4
+
+    found = await deliveries_for(pipeline, uid, 2)
+    assert sorted(d["category"] for d in found) == ["follow", "like"]
+
+
+async def test_same_event_id_twice_is_delivered_once(pipeline: Pipeline, uid: str) -> None:
+    raw = event_bytes("follow", recipient_id=uid)
+    later = event_bytes("like", recipient_id=uid)
+    await produce(pipeline.bootstrap, pipeline.topic("events.social"), [raw, raw, later],
+                  key=uid.encode())
+    found = await deliveries_for(pipeline, uid, 2)
+    await asyncio.sleep(1.0)
+    found = await deliveries_for(pipeline, uid, 3, timeout_s=2)
+    assert sorted(d["category"] for d in found) == ["follow", "like"]
+
+
+async def _wait_for_changelog(p: Pipeline, table: str, uid: str) -> None:
+    """Block until the worker has applied a profile update to its table (its changelog
+    has the key), so the next event is routed with it."""
+    got = await collect(
+        p.bootstrap, [f"{p.app_id}-{table}-changelog"], until=lambda kept: len(kept) >= 1,
+        keep=lambda r: r.key == uid.encode(), timeout_s=30,
+    )
+    assert got, f"{table} update for {uid} never reached the table"
