@@ -44,8 +44,12 @@ async def _ingest(stream: faust.StreamT) -> None:
         decoded = decode_event(message.value, _settings.max_event_bytes)
         if isinstance(decoded, Rejection):
             log.warning(
-                "dead-lettered %s[%d]@%d: %s (%s)", message.topic, message.partition,
-                message.offset, decoded.reason.value, decoded.detail,
+                "dead-lettered %s[%d]@%d: %s (%s)",
+                message.topic,
+                message.partition,
+                message.offset,
+                decoded.reason.value,
+                decoded.detail,
             )
             await topics.dlq_events.send(
                 key=message.key, value=message.value, headers=dlq_headers(message, decoded, now)

@@ -45,8 +45,12 @@ async def run_demo(duration: float | None, rate: float) -> None:
         with worker:
             await asyncio.to_thread(worker.wait_ready)
             users = user_ids(10)
-            token = issue_token("alice", settings.inapp_token_secret.get_secret_value(),
-                                timedelta(hours=12), datetime.now(UTC))
+            token = issue_token(
+                "alice",
+                settings.inapp_token_secret.get_secret_value(),
+                timedelta(hours=12),
+                datetime.now(UTC),
+            )
             console.print(
                 "[bold green]Clarion is running.[/] Watch alice's in-app notifications:\n"
                 f"  curl -N '{worker.base_url}/inapp/stream?token={token}'\n"

@@ -19,8 +19,15 @@ NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "iv
 
 # Roughly what a social product emits: mostly likes, a trickle of critical events.
 EVENT_MIX: list[tuple[str, float]] = [
-    ("like", 0.45), ("comment", 0.12), ("follow", 0.10), ("mention", 0.05), ("message", 0.15),
-    ("marketing", 0.06), ("payment", 0.03), ("security_alert", 0.02), ("live_started", 0.02),
+    ("like", 0.45),
+    ("comment", 0.12),
+    ("follow", 0.10),
+    ("mention", 0.05),
+    ("message", 0.15),
+    ("marketing", 0.06),
+    ("payment", 0.03),
+    ("security_alert", 0.02),
+    ("live_started", 0.02),
 ]
 
 
@@ -29,8 +36,11 @@ def user_ids(n: int) -> list[str]:
 
 
 def preferences_for(user_id: str, rng: random.Random) -> dict[str, Any]:
-    prefs: dict[str, Any] = {"user_id": user_id, "locale": rng.choice(["en", "en", "es"]),
-                             "timezone": rng.choice(["UTC", "Europe/Madrid", "America/New_York"])}
+    prefs: dict[str, Any] = {
+        "user_id": user_id,
+        "locale": rng.choice(["en", "en", "es"]),
+        "timezone": rng.choice(["UTC", "Europe/Madrid", "America/New_York"]),
+    }
     if rng.random() < 0.3:
         prefs["opt_out"] = {"marketing": ["email"], "like": ["push"]}
     return prefs
@@ -39,8 +49,12 @@ def preferences_for(user_id: str, rng: random.Random) -> dict[str, Any]:
 def contacts_for(user_id: str, rng: random.Random) -> dict[str, Any]:
     return {
         "user_id": user_id,
-        "devices": [{"token": f"{rng.choice(['fcm', 'apns'])}-{uuid.uuid4().hex}",
-                     "platform": rng.choice(["fcm", "apns"])}],
+        "devices": [
+            {
+                "token": f"{rng.choice(['fcm', 'apns'])}-{uuid.uuid4().hex}",
+                "platform": rng.choice(["fcm", "apns"]),
+            }
+        ],
         "email": f"{user_id}@example.com",
         "phone": f"+1555{rng.randrange(10**6, 10**7)}",
         "webhook_url": f"https://hooks.example.com/{user_id}",
@@ -49,9 +63,13 @@ def contacts_for(user_id: str, rng: random.Random) -> dict[str, Any]:
 
 def make_event(kind: str, recipient: str, actor: str, rng: random.Random) -> dict[str, Any]:
     event: dict[str, Any] = {
-        "schema_version": 1, "type": kind, "event_id": uuid.uuid4().hex,
-        "occurred_at": datetime.now(UTC).isoformat(), "actor_id": actor,
-        "actor_name": actor.capitalize(), "recipient_id": recipient,
+        "schema_version": 1,
+        "type": kind,
+        "event_id": uuid.uuid4().hex,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "actor_id": actor,
+        "actor_name": actor.capitalize(),
+        "recipient_id": recipient,
         "object": {"kind": "photo", "id": f"photo-{rng.randrange(100)}"},
     }
     match kind:
@@ -65,20 +83,28 @@ def make_event(kind: str, recipient: str, actor: str, rng: random.Random) -> dic
             event |= {"conversation_id": f"c-{actor}-{recipient}", "preview": "Are you free?"}
             event["object"] = {"kind": "conversation", "id": f"c-{actor}-{recipient}"}
         case "payment":
-            event |= {"amount": f"{rng.randrange(100, 99999) / 100:.2f}", "currency": "EUR",
-                      "status": "succeeded"}
+            event |= {
+                "amount": f"{rng.randrange(100, 99999) / 100:.2f}",
+                "currency": "EUR",
+                "status": "succeeded",
+            }
             event["object"] = {"kind": "invoice", "id": uuid.uuid4().hex[:10]}
         case "security_alert":
             event |= {"alert": "new_login", "location": "Lisbon, PT"}
             event["object"] = {"kind": "account", "id": recipient}
         case "marketing":
-            event |= {"campaign_id": "winter-sale", "title": "Winter sale",
-                      "body": "Everything 20% off this week."}
+            event |= {
+                "campaign_id": "winter-sale",
+                "title": "Winter sale",
+                "body": "Everything 20% off this week.",
+            }
             event["object"] = {"kind": "campaign", "id": "winter-sale"}
         case "live_started":
             del event["recipient_id"]
-            event |= {"audience": {"kind": "followers", "of": actor},
-                      "stream_title": "Morning coffee chat"}
+            event |= {
+                "audience": {"kind": "followers", "of": actor},
+                "stream_title": "Morning coffee chat",
+            }
             event["object"] = {"kind": "stream", "id": uuid.uuid4().hex[:10]}
     return event
 
@@ -105,16 +131,23 @@ async def seed_profiles(
 ) -> None:
     for user in users:
         key = user.encode()
-        await producer.send(prefix + PREFERENCES, json.dumps(preferences_for(user, rng)).encode(),
-                            key=key)
-        await producer.send(prefix + CONTACTS, json.dumps(contacts_for(user, rng)).encode(),
-                            key=key)
+        await producer.send(
+            prefix + PREFERENCES, json.dumps(preferences_for(user, rng)).encode(), key=key
+        )
+        await producer.send(
+            prefix + CONTACTS, json.dumps(contacts_for(user, rng)).encode(), key=key
+        )
     await producer.flush()
 
 
 async def produce_traffic(
-    producer: AIOKafkaProducer, prefix: str, users: list[str], rate: float,
-    duration: float | None, rng: random.Random, bad_every: int = 200,
+    producer: AIOKafkaProducer,
+    prefix: str,
+    users: list[str],
+    rate: float,
+    duration: float | None,
+    rng: random.Random,
+    bad_every: int = 200,
 ) -> int:
     """Produce the event mix at `rate`/s until `duration` elapses (or forever). Returns count."""
     sent = 0

@@ -29,10 +29,13 @@ def event_data(event: PersonalEvent) -> dict[str, str]:
         case MessageEvent():
             return {"preview": event.preview, "conversation_id": event.conversation_id}
         case PaymentEvent():
-            return {"amount": f"{event.amount:.2f}", "currency": event.currency,
-                    "status": event.status}
+            return {
+                "amount": f"{event.amount:.2f}",
+                "currency": event.currency,
+                "status": event.status,
+            }
         case SecurityAlertEvent():
-            data = {"alert": event.alert}
+            data: dict[str, str] = {"alert": event.alert}
             if event.ip:
                 data["ip"] = event.ip
             if event.location:

@@ -29,7 +29,9 @@ def choose_channels(category: Category, rules: Rules, prefs: Preferences | None)
     return [c for c in rule.channels if c in rule.required or c not in opted_out]
 
 
-def targets_for(channel: Channel, recipient_id: str, contacts: ContactPoints | None) -> list[Target]:
+def targets_for(
+    channel: Channel, recipient_id: str, contacts: ContactPoints | None
+) -> list[Target]:
     if channel is Channel.IN_APP:
         return [Target(address=recipient_id)]
     if contacts is None:
@@ -87,6 +89,10 @@ def plan_deliveries(
 
 def _receipt(n: Notification, status: ReceiptStatus, reason: str, now: datetime) -> Receipt:
     return Receipt(
-        notification_id=n.notification_id, recipient_id=n.recipient_id, lane=n.lane,
-        status=status, reason=reason, at=now,
+        notification_id=n.notification_id,
+        recipient_id=n.recipient_id,
+        lane=n.lane,
+        status=status,
+        reason=reason,
+        at=now,
     )

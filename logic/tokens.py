@@ -23,7 +23,10 @@ def verify_token(token: str, secret: str) -> str:
     """Return the user id the token names."""
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[_ALGORITHM], audience=_AUDIENCE,
+            token,
+            secret,
+            algorithms=[_ALGORITHM],
+            audience=_AUDIENCE,
             options={"require": ["sub", "exp", "aud"]},
         )
     except jwt.PyJWTError as exc:

@@ -50,7 +50,7 @@ class ContactPoints(BaseModel):
     devices: tuple[Device, ...] = ()
     email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
     phone: Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")] | None = None  # E.164
-    webhook_url: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=2048)] | None = (
-        None
-    )
+    webhook_url: (
+        Annotated[str, StringConstraints(pattern=r"^https?://", max_length=2048)] | None
+    ) = None
     updated_at: AwareDatetime | None = None

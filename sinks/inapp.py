@@ -47,6 +47,7 @@ async def _deliver_in_app(stream: faust.StreamT[Delivery]) -> None:
 
 for _lane in Lane:
     app.agent(
-        topics.deliveries[(Channel.IN_APP, _lane)], name=f"sink.in_app.{_lane.value}",
+        topics.deliveries[(Channel.IN_APP, _lane)],
+        name=f"sink.in_app.{_lane.value}",
         concurrency=1,
     )(_deliver_in_app)

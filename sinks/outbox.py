@@ -35,8 +35,12 @@ async def _deliver_to_outbox(stream: faust.StreamT[Delivery]) -> None:
         out.flush()
         if _settings.outbox_console:
             log.info(
-                "%-7s %-8s → %s: %s — %s", delivery.channel.value, delivery.lane.value,
-                mask_address(delivery.target.address), delivery.title, delivery.body,
+                "%-7s %-8s → %s: %s — %s",
+                delivery.channel.value,
+                delivery.lane.value,
+                mask_address(delivery.target.address),
+                delivery.title,
+                delivery.body,
             )
         await receipts.record(delivery, ReceiptStatus.SENT)
 

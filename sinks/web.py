@@ -20,9 +20,7 @@ _KEEPALIVE_S = 15.0
 
 
 def _sse(item: InboxItem) -> bytes:
-    return (
-        f"id: {item.id}\nevent: notification\ndata: {item.model_dump_json()}\n\n".encode()
-    )
+    return f"id: {item.id}\nevent: notification\ndata: {item.model_dump_json()}\n\n".encode()
 
 
 def _token_from(request: web.Request) -> str | None:
@@ -97,13 +95,14 @@ class Health(View):  # type: ignore[misc]
 
     async def get(self, request: web.Request) -> web.Response:
         assigned = len(app.consumer.assignment()) if app.consumer else 0
-        recovered = app.tables.recovery.completed.is_set()
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
         body: dict[str, Any] = {
             "ready": bool(recovered and assigned and not app.rebalancing),
             "assigned_partitions": assigned,
             "sse_connections": hub.connections(),
         }
         return web.Response(
-            text=json.dumps(body), status=200 if body["ready"] else 503,
+            text=json.dumps(body),
+            status=200 if body["ready"] else 503,
             content_type="application/json",
         )

@@ -27,7 +27,9 @@ def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
     return errors
 
 
-async def _wait_visible(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30) -> None:
+async def _wait_visible(
+    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30
+) -> None:
     """Creation is asynchronous: wait until every partition has a leader in the metadata,
     or the consumer would subscribe to topics it cannot see yet and ignore them."""
     deadline = asyncio.get_running_loop().time() + timeout_s
@@ -36,7 +38,8 @@ async def _wait_visible(admin: AIOKafkaAdminClient, names: list[str], timeout_s:
         ready = {
             d["topic"]
             for d in described
-            if d["error_code"] == 0 and d["partitions"]
+            if d["error_code"] == 0
+            and d["partitions"]
             and all(p["leader"] >= 0 for p in d["partitions"])
         }
         if ready >= set(names):

@@ -50,10 +50,10 @@ app = ClarionApp(get_settings())
 
 # Register tables, agents, sinks and views on the app (they import `app` from here, so
 # these imports come last).
-import agents.ingest  # noqa: E402, F401
-import agents.profiles  # noqa: E402, F401
+import agents.ingest  # noqa: E402
+import agents.profiles  # noqa: E402
 import agents.route  # noqa: E402, F401
-import sinks.inapp  # noqa: E402, F401
-import sinks.outbox  # noqa: E402, F401
+import sinks.inapp  # noqa: E402
+import sinks.outbox  # noqa: E402
 import sinks.web  # noqa: E402, F401
 import streams.commands  # noqa: E402, F401

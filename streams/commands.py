@@ -15,8 +15,9 @@ async def token(self: AppCommand, user_id: str, ttl: int | None) -> None:
     """Print a signed in-app token for USER_ID (for curl, the demo, or a test client)."""
     s = app.settings
     lifetime = timedelta(seconds=ttl or s.inapp_token_ttl_s)
-    print(issue_token(user_id, s.inapp_token_secret.get_secret_value(), lifetime,
-                      datetime.now(UTC)))
+    print(
+        issue_token(user_id, s.inapp_token_secret.get_secret_value(), lifetime, datetime.now(UTC))
+    )
 
 
 @app.command(

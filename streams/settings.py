@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     partitions: int = Field(default=8, ge=1, description="Partitions of every user-keyed topic.")
     replication_factor: int = Field(default=1, ge=1)
     data_dir: Path = Field(default=Path("var/data"), description="RocksDB tables live here.")
-    web_host: str = Field(default="127.0.0.1", description="Bind address of the worker's web server.")
+    web_host: str = Field(
+        default="127.0.0.1", description="Bind address of the worker's web server."
+    )
     web_port: int = Field(default=6066, ge=1, le=65535)
     # Public URL other workers (and redirected SSE clients) use to reach this worker.
     web_advertised_url: str | None = None

@@ -44,5 +44,5 @@ broadcasts = _topic(catalog.BROADCASTS, PydanticCodec(LiveStartedEvent))
 receipts = _topic(catalog.RECEIPTS, PydanticCodec(Receipt))
 dlq_events = _topic(catalog.DLQ_EVENTS, "raw")
 
-preferences_codec = PydanticCodec(Preferences)
-contacts_codec = PydanticCodec(ContactPoints)
+preferences_codec: PydanticCodec[Preferences] = PydanticCodec(Preferences)
+contacts_codec: PydanticCodec[ContactPoints] = PydanticCodec(ContactPoints)

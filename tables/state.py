@@ -32,8 +32,8 @@ def _table(name: str, value_serializer: Any, help: str, **kwargs: Any) -> faust.
     )
     # Table() takes no serializer argument; the store and changelog topic are built lazily
     # from this attribute, so setting it here (before the worker starts) is enough.
-    table.value_serializer = value_serializer
-    return table
+    table.value_serializer = value_serializer  # type: ignore[attr-defined]
+    return table  # type: ignore[return-value]
 
 
 preferences = _table(

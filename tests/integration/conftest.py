@@ -45,9 +45,7 @@ class Pipeline:
         return self.worker.base_url
 
 
-def start_pipeline(
-    bootstrap: str, tmp: Path, partitions: int = 4, **extra_env: str
-) -> Pipeline:
+def start_pipeline(bootstrap: str, tmp: Path, partitions: int = 4, **extra_env: str) -> Pipeline:
     run = uuid.uuid4().hex[:8]
     prefix, app_id = f"t{run}.", f"clarion-t{run}"
     outbox = tmp / "outbox.jsonl"

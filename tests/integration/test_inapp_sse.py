@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from logic.tokens import issue_token
-
 from tests.factories import event_bytes
 from tests.integration.conftest import TEST_SECRET, Pipeline
 from tests.integration.kafka_io import produce
@@ -32,18 +31,17 @@ class SSEClient:
 
 
 @asynccontextmanager
-async def sse(
-    p: Pipeline, user: str, last_event_id: str | None = None
-) -> AsyncIterator[SSEClient]:
+async def sse(p: Pipeline, user: str, last_event_id: str | None = None) -> AsyncIterator[SSEClient]:
     client = SSEClient()
     headers = {"Authorization": f"Bearer {token_for(user)}"}
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
 
     async def read() -> None:
-        async with httpx.AsyncClient(timeout=None, follow_redirects=True) as http, http.stream(
-            "GET", f"{p.url}/inapp/stream", headers=headers
-        ) as response:
+        async with (
+            httpx.AsyncClient(timeout=None, follow_redirects=True) as http,
+            http.stream("GET", f"{p.url}/inapp/stream", headers=headers) as response,
+        ):
             assert response.status_code == 200
             event_id = None
             async for line in response.aiter_lines():
@@ -77,15 +75,19 @@ async def test_each_client_sees_only_its_own_users_notifications(
     alice, bob = f"{uid}-alice", f"{uid}-bob"
     social = pipeline.topic("events.social")
     async with sse(pipeline, alice) as a, sse(pipeline, bob) as b:
-        await produce(pipeline.bootstrap, social,
-                      [event_bytes(k, recipient_id=alice) for k in ("like", "follow", "mention")],
-                      key=alice.encode())
+        await produce(
+            pipeline.bootstrap,
+            social,
+            [event_bytes(k, recipient_id=alice) for k in ("like", "follow", "mention")],
+            key=alice.encode(),
+        )
         await wait_for(lambda: len(a.events) == 3)
         assert [e["category"] for e in a.events] == ["like", "follow", "mention"]
         assert a.events[0]["body"] == "Bob liked your photo"
         # Bob's connection is live (he gets his own) yet never saw Alice's three.
-        await produce(pipeline.bootstrap, social, [event_bytes("follow", recipient_id=bob)],
-                      key=bob.encode())
+        await produce(
+            pipeline.bootstrap, social, [event_bytes("follow", recipient_id=bob)], key=bob.encode()
+        )
         await wait_for(lambda: len(b.events) == 1)
         assert b.events[0]["category"] == "follow"
         await asyncio.sleep(0.5)
@@ -97,13 +99,17 @@ async def test_reconnecting_client_resumes_after_its_last_event_id(
 ) -> None:
     social = pipeline.topic("events.social")
     async with sse(pipeline, uid) as first:
-        await produce(pipeline.bootstrap, social, [event_bytes("like", recipient_id=uid)],
-                      key=uid.encode())
+        await produce(
+            pipeline.bootstrap, social, [event_bytes("like", recipient_id=uid)], key=uid.encode()
+        )
         await wait_for(lambda: len(first.events) == 1)
     # Offline: two more arrive while nobody is connected.
-    await produce(pipeline.bootstrap, social,
-                  [event_bytes("follow", recipient_id=uid), event_bytes("mention", recipient_id=uid)],
-                  key=uid.encode())
+    await produce(
+        pipeline.bootstrap,
+        social,
+        [event_bytes("follow", recipient_id=uid), event_bytes("mention", recipient_id=uid)],
+        key=uid.encode(),
+    )
     await _wait_inbox_len(pipeline, uid, 3)
     async with sse(pipeline, uid, last_event_id=first.ids[0]) as again:
         await wait_for(lambda: len(again.events) == 2)
@@ -122,6 +128,9 @@ async def test_missing_or_forged_token_is_refused(pipeline: Pipeline) -> None:
 async def _wait_inbox_len(p: Pipeline, uid: str, n: int) -> None:
     from tests.integration.kafka_io import collect
 
-    await collect(p.bootstrap, [f"{p.app_id}-inbox-changelog"],
-                  until=lambda kept: bool(kept) and len(json.loads(kept[-1].value)) >= n,
-                  keep=lambda r: r.key == uid.encode() and r.value is not None)
+    await collect(
+        p.bootstrap,
+        [f"{p.app_id}-inbox-changelog"],
+        until=lambda kept: bool(kept) and len(json.loads(kept[-1].value)) >= n,
+        keep=lambda r: r.key == uid.encode() and r.value is not None,
+    )

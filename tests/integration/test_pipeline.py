@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from streams.catalog import CONTACTS, DLQ_EVENTS, PREFERENCES, RECEIPTS, delivery_topic
 from schemas.common import Channel, Lane
-
+from streams.catalog import CONTACTS, DLQ_EVENTS, PREFERENCES, RECEIPTS, delivery_topic
 from tests.factories import event_bytes, event_dict
 from tests.integration.conftest import Pipeline
 from tests.integration.kafka_io import collect, produce, produce_json, values
@@ -30,8 +29,10 @@ def contacts(uid: str) -> dict[str, Any]:
 
 async def deliveries_for(p: Pipeline, uid: str, n: int, timeout_s: float = 30) -> list[dict]:
     records = await collect(
-        p.bootstrap, [p.topic(t) for t in ALL_DELIVERY_TOPICS],
-        until=lambda kept: len(kept) >= n, keep=lambda r: r.key == uid.encode(),
+        p.bootstrap,
+        [p.topic(t) for t in ALL_DELIVERY_TOPICS],
+        until=lambda kept: len(kept) >= n,
+        keep=lambda r: r.key == uid.encode(),
         timeout_s=timeout_s,
     )
     return values(records)
@@ -39,8 +40,11 @@ async def deliveries_for(p: Pipeline, uid: str, n: int, timeout_s: float = 30) -
 
 async def receipts_for(p: Pipeline, uid: str, n: int, timeout_s: float = 30) -> list[dict]:
     records = await collect(
-        p.bootstrap, [p.topic(RECEIPTS)], until=lambda kept: len(kept) >= n,
-        keep=lambda r: r.key == uid.encode(), timeout_s=timeout_s,
+        p.bootstrap,
+        [p.topic(RECEIPTS)],
+        until=lambda kept: len(kept) >= n,
+        keep=lambda r: r.key == uid.encode(),
+        timeout_s=timeout_s,
     )
     return values(records)
 
@@ -72,16 +76,21 @@ async def test_opted_out_channel_receives_nothing(pipeline: Pipeline, uid: str) 
     await produce_json(pipeline.bootstrap, pipeline.topic(CONTACTS), contacts(uid), uid)
     await _wait_for_changelog(pipeline, "preferences", uid)
     await _wait_for_changelog(pipeline, "contacts", uid)
-    await produce(pipeline.bootstrap, pipeline.topic("events.social"),
-                  [event_bytes("like", recipient_id=uid), event_bytes("follow", recipient_id=uid)],
-                  key=uid.encode())
+    await produce(
+        pipeline.bootstrap,
+        pipeline.topic("events.social"),
+        [event_bytes("like", recipient_id=uid), event_bytes("follow", recipient_id=uid)],
+        key=uid.encode(),
+    )
 
     # follow → in_app + push; like → in_app only. Wait for all three, then a little longer.
     found = await deliveries_for(pipeline, uid, 3)
     await asyncio.sleep(1.0)
     found = await deliveries_for(pipeline, uid, 4, timeout_s=2)
     assert sorted((d["category"], d["channel"]) for d in found) == [
-        ("follow", "in_app"), ("follow", "push"), ("like", "in_app"),
+        ("follow", "in_app"),
+        ("follow", "push"),
+        ("like", "in_app"),
     ]
 
 
@@ -120,11 +129,19 @@ async def test_bad_input_is_dead_lettered_and_the_worker_keeps_going(
     last = event_dict("follow", recipient_id=uid)
     topic = pipeline.topic("events.social")
     # One key, so one partition: the valid events sit on both sides of the bad ones.
-    await produce(pipeline.bootstrap, topic,
-                  [json.dumps(first).encode(), *bad, json.dumps(last).encode()], key=uid.encode())
+    await produce(
+        pipeline.bootstrap,
+        topic,
+        [json.dumps(first).encode(), *bad, json.dumps(last).encode()],
+        key=uid.encode(),
+    )
 
-    dead = await collect(pipeline.bootstrap, [pipeline.topic(DLQ_EVENTS)],
-                         until=lambda kept: len(kept) >= 4, keep=lambda r: r.key == uid.encode())
+    dead = await collect(
+        pipeline.bootstrap,
+        [pipeline.topic(DLQ_EVENTS)],
+        until=lambda kept: len(kept) >= 4,
+        keep=lambda r: r.key == uid.encode(),
+    )
     reasons = [dict(r.headers)["clarion.dlq.reason"].decode() for r in dead]
     assert reasons == ["malformed_json", "unknown_type", "schema_violation", "payload_too_large"]
     assert [r.value for r in dead] == bad  # the original bytes, untouched
@@ -141,8 +158,9 @@ async def test_bad_input_is_dead_lettered_and_the_worker_keeps_going(
 async def test_same_event_id_twice_is_delivered_once(pipeline: Pipeline, uid: str) -> None:
     raw = event_bytes("follow", recipient_id=uid)
     later = event_bytes("like", recipient_id=uid)
-    await produce(pipeline.bootstrap, pipeline.topic("events.social"), [raw, raw, later],
-                  key=uid.encode())
+    await produce(
+        pipeline.bootstrap, pipeline.topic("events.social"), [raw, raw, later], key=uid.encode()
+    )
     found = await deliveries_for(pipeline, uid, 2)
     await asyncio.sleep(1.0)
     found = await deliveries_for(pipeline, uid, 3, timeout_s=2)
@@ -153,7 +171,10 @@ async def _wait_for_changelog(p: Pipeline, table: str, uid: str) -> None:
     """Block until the worker has applied a profile update to its table (its changelog
     has the key), so the next event is routed with it."""
     got = await collect(
-        p.bootstrap, [f"{p.app_id}-{table}-changelog"], until=lambda kept: len(kept) >= 1,
-        keep=lambda r: r.key == uid.encode(), timeout_s=30,
+        p.bootstrap,
+        [f"{p.app_id}-{table}-changelog"],
+        until=lambda kept: len(kept) >= 1,
+        keep=lambda r: r.key == uid.encode(),
+        timeout_s=30,
     )
     assert got, f"{table} update for {uid} never reached the table"

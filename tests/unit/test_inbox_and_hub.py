@@ -10,8 +10,16 @@ from sinks.hub import Hub
 
 
 def _item(i: int) -> InboxItem:
-    return InboxItem(id=f"d{i}", seq=i, notification_id=f"n{i}", category=Category.LIKE,
-                     lane=Lane.SOCIAL, title="t", body="b", created_at=datetime.now(UTC))
+    return InboxItem(
+        id=f"d{i}",
+        seq=i,
+        notification_id=f"n{i}",
+        category=Category.LIKE,
+        lane=Lane.SOCIAL,
+        title="t",
+        body="b",
+        created_at=datetime.now(UTC),
+    )
 
 
 def test_inbox_keeps_the_newest_items() -> None:

@@ -8,14 +8,15 @@ from logic.validation import decode_event
 from schemas.common import Category, Channel
 from schemas.notifications import Notification, ReceiptStatus
 from schemas.users import ContactPoints, Device, Preferences
-
 from tests.factories import event_bytes
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 CONTACTS = ContactPoints(
     user_id="alice",
-    devices=(Device(token="fcm-token-1234567", platform="fcm"),
-             Device(token="apns-token-7654321", platform="apns")),
+    devices=(
+        Device(token="fcm-token-1234567", platform="fcm"),
+        Device(token="apns-token-7654321", platform="apns"),
+    ),
     email="alice@example.com",
     phone="+15551234567",
     webhook_url="https://hooks.example.com/alice",
@@ -28,8 +29,12 @@ def _notification(kind: str, **overrides: object) -> Notification:
     return to_notification(event, load_rules(), NOW)  # type: ignore[arg-type]
 
 
-def _plan(n: Notification, prefs: Preferences | None = None,
-          contacts: ContactPoints | None = CONTACTS, now: datetime = NOW):  # type: ignore[no-untyped-def]
+def _plan(
+    n: Notification,
+    prefs: Preferences | None = None,
+    contacts: ContactPoints | None = CONTACTS,
+    now: datetime = NOW,
+):  # type: ignore[no-untyped-def]
     return plan_deliveries(n, prefs, contacts, load_rules(), default_renderer(), now)
 
 

@@ -10,7 +10,6 @@ from logic.rules import load_rules, parse_rules
 from logic.validation import decode_event
 from schemas.common import Category, Channel, Lane
 from schemas.events import PersonalEvent
-
 from tests.factories import event_bytes
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -69,7 +68,9 @@ def test_rules_must_cover_every_category() -> None:
 
 def test_required_channel_must_be_a_default_channel() -> None:
     text = (Path(__file__).parents[2] / "logic" / "rules.toml").read_text()
-    text = text.replace('required = ["in_app", "email"]\nttl_s = 86400\n\n[categories.security',
-                        'required = ["sms"]\nttl_s = 86400\n\n[categories.security')
+    text = text.replace(
+        'required = ["in_app", "email"]\nttl_s = 86400\n\n[categories.security',
+        'required = ["sms"]\nttl_s = 86400\n\n[categories.security',
+    )
     with pytest.raises(ValidationError, match="required"):
         parse_rules(text)

@@ -20,22 +20,33 @@ def test_token_signed_with_another_secret_is_refused() -> None:
 
 
 def test_expired_token_is_refused() -> None:
-    token = issue_token("alice", "s3cret-s3cret-s3cret-s3cret-s3cret", timedelta(minutes=5), NOW - timedelta(hours=1))
+    token = issue_token(
+        "alice",
+        "s3cret-s3cret-s3cret-s3cret-s3cret",
+        timedelta(minutes=5),
+        NOW - timedelta(hours=1),
+    )
     with pytest.raises(InvalidToken, match="expired"):
         verify_token(token, "s3cret-s3cret-s3cret-s3cret-s3cret")
 
 
 def test_tampered_subject_is_refused() -> None:
     token = issue_token("alice", "s3cret-s3cret-s3cret-s3cret-s3cret", timedelta(minutes=5), NOW)
-    header, payload, sig = token.split(".")
-    forged = jwt.encode({"sub": "bob", "aud": "clarion-inapp", "exp": NOW + timedelta(hours=1)},
-                        "guess-guess-guess-guess-guess-guess", algorithm="HS256").split(".")[1]
+    header, _payload, sig = token.split(".")
+    forged = jwt.encode(
+        {"sub": "bob", "aud": "clarion-inapp", "exp": NOW + timedelta(hours=1)},
+        "guess-guess-guess-guess-guess-guess",
+        algorithm="HS256",
+    ).split(".")[1]
     with pytest.raises(InvalidToken):
         verify_token(f"{header}.{forged}.{sig}", "s3cret-s3cret-s3cret-s3cret-s3cret")
 
 
 def test_unsigned_token_is_refused() -> None:
-    unsigned = jwt.encode({"sub": "alice", "aud": "clarion-inapp",
-                           "exp": NOW + timedelta(hours=1)}, None, algorithm="none")
+    unsigned = jwt.encode(
+        {"sub": "alice", "aud": "clarion-inapp", "exp": NOW + timedelta(hours=1)},
+        None,
+        algorithm="none",
+    )
     with pytest.raises(InvalidToken):
         verify_token(unsigned, "s3cret-s3cret-s3cret-s3cret-s3cret")

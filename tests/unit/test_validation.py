@@ -2,9 +2,8 @@ import json
 
 import pytest
 
-from logic.validation import RejectReason, Rejection, decode_event
+from logic.validation import Rejection, RejectReason, decode_event
 from schemas.events import LikeEvent, LiveStartedEvent, PaymentEvent
-
 from tests.factories import event_bytes, event_dict
 
 
