@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
+import shutil
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from aiokafka import AIOKafkaProducer
 from rich.console import Console
 
@@ -28,16 +31,36 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def follow_inapp(base_url: str, token: str, user: str) -> None:
+    """Show one user's in-app notifications as they arrive, through the real SSE endpoint."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        httpx.AsyncClient(timeout=None) as http,
+        http.stream("GET", f"{base_url}/inapp/stream", headers=headers) as response,
+    ):
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                item = json.loads(line[6:])
+                console.print(
+                    f"[cyan]{user} · in-app · {item['lane']}[/] {item['title']}: {item['body']}"
+                )
+
+
 async def run_demo(duration: float | None, rate: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
     var = Path("var/demo")
+    fresh_broker = not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     with kafka_broker() as bootstrap:
         port = settings.web_port if "CLARION_WEB_PORT" in os.environ else _free_port()
+        data_dir = var / "data"
+        if fresh_broker:
+            # A new local broker has none of the old offsets: old table state would lie.
+            shutil.rmtree(data_dir, ignore_errors=True)
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "CLARION_WEB_PORT": str(port),
-            "CLARION_DATA_DIR": str(var / f"data-{bootstrap.replace(':', '_')}"),
+            "CLARION_DATA_DIR": str(data_dir),
             "CLARION_OUTBOX_PATH": str(var / "outbox.jsonl"),
         }
         worker = WorkerProcess(env, var / "worker.log")
@@ -51,15 +74,17 @@ async def run_demo(duration: float | None, rate: float) -> None:
                 timedelta(hours=12),
                 datetime.now(UTC),
             )
+            console.print("[bold green]Clarion is running.[/] Watch alice's in-app notifications:")
+            # Printed raw: a wrapped URL cannot be pasted.
+            print(f"  curl -N '{worker.base_url}/inapp/stream?token={token}'", flush=True)
             console.print(
-                "[bold green]Clarion is running.[/] Watch alice's in-app notifications:\n"
-                f"  curl -N '{worker.base_url}/inapp/stream?token={token}'\n"
                 f"Other channels (push, email, SMS, webhook) go to {env['CLARION_OUTBOX_PATH']}"
-                f" and the worker log; bad events to {settings.topic_prefix}dlq.events.\n"
+                f" and {worker.log_path}; bad events to {settings.topic_prefix}dlq.events.\n"
                 "Ctrl-C stops the traffic, the worker and the broker."
             )
             producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
             await producer.start()
+            follower = asyncio.create_task(follow_inapp(worker.base_url, token, "alice"))
             try:
                 rng = random.Random()
                 await seed_profiles(producer, settings.topic_prefix, users, rng)
@@ -70,4 +95,6 @@ async def run_demo(duration: float | None, rate: float) -> None:
             except (asyncio.CancelledError, KeyboardInterrupt):
                 console.print("stopping…")
             finally:
+                follower.cancel()
+                await asyncio.gather(follower, return_exceptions=True)
                 await producer.stop()

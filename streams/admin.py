@@ -53,6 +53,7 @@ def _config(spec: TopicSpec) -> dict[str, str]:
     config = {"cleanup.policy": "compact" if spec.compacted else "delete"}
     if spec.retention_ms is not None:
         config["retention.ms"] = str(spec.retention_ms)
+    config.update(spec.extra_config)
     return config
 
 
@@ -69,6 +70,7 @@ async def ensure_topics(
     Returns the names that were created.
     """
     wanted = {prefix + spec.name: spec for spec in specs}
+    expected = {name: spec.partitions or partitions for name, spec in wanted.items()}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
@@ -79,7 +81,7 @@ async def ensure_topics(
             wrong = {
                 d["topic"]: len(d["partitions"])
                 for d in described
-                if len(d["partitions"]) != partitions
+                if len(d["partitions"]) != expected[d["topic"]]
             }
             if wrong:
                 raise TopicLayoutError(
@@ -87,7 +89,7 @@ async def ensure_topics(
                     f"co-partitioned, but these differ: {wrong}"
                 )
         missing = [
-            NewTopic(name, partitions, replication_factor, topic_configs=_config(spec))
+            NewTopic(name, expected[name], replication_factor, topic_configs=_config(spec))
             for name, spec in wanted.items()
             if name not in existing
         ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import faust
 
 from streams.admin import ensure_topics
-from streams.catalog import all_topics
+from streams.catalog import TopicSpec, all_topics
 from streams.settings import Settings, get_settings
 
 
@@ -36,14 +38,32 @@ class ClarionApp(faust.App):  # type: ignore[misc]
 
     async def on_first_start(self) -> None:
         s = self.settings
+        specs = [replace(spec, name=s.topic(spec.name)) for spec in all_topics()]
         await ensure_topics(
             s.bootstrap_servers,
-            all_topics(),
-            prefix=s.topic_prefix,
+            specs + self._internal_topics(),
+            prefix="",
             partitions=s.partitions,
             replication_factor=s.replication_factor,
         )
         await super().on_first_start()
+
+    def _internal_topics(self) -> list[TopicSpec]:
+        """Faust's own topics (table changelogs, the assignor's leader topic). Faust would
+        create them too, but without waiting for them to appear in the metadata: on a fresh
+        cluster the consumer then subscribes without them ("Ignoring missing topic") and
+        the tables never get their partitions. Creating them here, and waiting, avoids that."""
+        specs = [TopicSpec(f"{self.conf.id}-__assignor-__leader", partitions=1)]
+        for table in self.tables.values():
+            topic = table.changelog_topic
+            specs.append(
+                TopicSpec(
+                    topic.get_topic_name(),
+                    compacted=True,
+                    extra_config=tuple((k, str(v)) for k, v in (topic.config or {}).items()),
+                )
+            )
+        return specs
 
 
 app = ClarionApp(get_settings())

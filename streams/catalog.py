@@ -48,6 +48,9 @@ class TopicSpec:
     name: str
     compacted: bool = False
     retention_ms: int | None = None
+    # None: the app-wide CLARION_PARTITIONS (every user-keyed topic must use it).
+    partitions: int | None = None
+    extra_config: tuple[tuple[str, str], ...] = ()
 
 
 def all_topics() -> list[TopicSpec]:
