@@ -1,0 +1,1 @@
+"""Development environment: a real Kafka broker, sample traffic, the demo."""
