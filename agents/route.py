@@ -1,42 +1,61 @@
-"""route: look up the recipient's preferences and contacts (co-partitioned tables), apply
-opt-outs and TTL, render, and emit one delivery per channel and target."""
+"""route: per lane, look up the recipient's preferences and contacts (co-partitioned tables)
+and decide: deliver now (critical; high unless held), gather into an aggregation window
+(social, bulk, anything held by quiet hours), or drop (expired, digest off, shed)."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import faust
+from faust.types import TP
 
-from logic.render import default_renderer
-from logic.routing import plan_deliveries
-from logic.rules import load_rules
+from agents import digest, emit
+from logic.lanes import Route, decide
+from logic.windows import window_time
 from schemas.common import Lane
-from schemas.notifications import Notification
+from schemas.notifications import Notification, ReceiptStatus
 from streams import topics
 from streams.app import app
-from tables.state import contacts, preferences
 
-_rules = load_rules(app.settings.rules_path)
-_renderer = default_renderer()
+_settings = app.settings
+
+
+def _bulk_backlog(message: faust.types.Message) -> int:
+    highwater = app.consumer.highwater(TP(message.topic, message.partition))
+    return 0 if highwater is None else highwater - message.offset - 1
 
 
 def _make_route(lane: Lane) -> None:
     async def route(stream: faust.StreamT[Notification]) -> None:
-        async for notification in stream:
-            key = notification.recipient_id.encode()
-            plan = plan_deliveries(
-                notification,
-                preferences.get(key),
-                contacts.get(key),
-                _rules,
-                _renderer,
-                datetime.now(UTC),
-            )
-            for delivery in plan.deliveries:
-                await topics.deliveries[(delivery.channel, lane)].send(key=key, value=delivery)
-            if plan.receipt is not None:
-                await topics.receipts.send(key=key, value=plan.receipt)
+        async for event in stream.events():
+            n: Notification = event.value
+            message = event.message
+            now = time.time()
+            digest.index.ensure_current()
+            ts = window_time(n.occurred_at.timestamp(), message.timestamp)
+            digest.index.observe(lane, message.partition, message.offset, ts)
+            if n.expires_at is not None and now >= n.expires_at.timestamp():
+                await emit.drop(n, ReceiptStatus.EXPIRED, "ttl_elapsed", now)
+                continue
+            # Bulk is what goes first when the pipeline is behind.
+            if lane is Lane.BULK and _bulk_backlog(message) > _settings.bulk_shed_lag:
+                await emit.drop(n, ReceiptStatus.THROTTLED, "shed_under_pressure", now)
+                continue
+            prefs, contact = emit.profile(n.recipient_id)
+            rule = emit.rules.for_category(n.category)
+            decision = decide(n, rule, prefs, datetime.fromtimestamp(now, UTC))
+            match decision.route:
+                case Route.SUPPRESS:
+                    await emit.drop(n, ReceiptStatus.SUPPRESSED, decision.reason or "", now)
+                case Route.DIGEST:
+                    assert decision.window_s is not None
+                    await digest.gather(n, decision.window_s, decision.hold_until, message, ts)
+                case Route.DELIVER:
+                    plan = emit.plan(n, prefs, contact, now)
+                    await emit.emit(plan, n, prefs, now, limited=lane is not Lane.CRITICAL)
 
+    # concurrency=1: writes the digests and buckets tables.
     app.agent(topics.lanes[lane], name=f"route.{lane.value}", concurrency=1)(route)
 
 

@@ -28,6 +28,7 @@ class Renderer:
         # Plain text out (push, SMS, in-app): no HTML autoescaping here; the email sink
         # escapes when it builds HTML.
         env = Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=False)
+        env.filters["thousands"] = lambda n: f"{int(n):,}"
         self._templates: dict[tuple[str, Category], tuple[Template, Template]] = {}
         for locale, categories in catalog.items():
             for category, parts in categories.items():
@@ -50,6 +51,9 @@ class Renderer:
         title, body = self._lookup(locale, notification.category)
         context = {
             "actor": notification.actor_name or notification.actor_id,
+            "others": notification.count - 1,
+            "count": notification.count,
+            "actors": notification.actors,
             "object": notification.object,
             "data": notification.data,
         }

@@ -75,6 +75,7 @@ def plan_deliveries(
             body=rendered.body,
             url=notification.object.url,
             data=notification.data,
+            count=notification.count,
             occurred_at=notification.occurred_at,
             created_at=now,
             expires_at=notification.expires_at,

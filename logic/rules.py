@@ -7,10 +7,18 @@ from datetime import timedelta
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.common import Category, Channel, Lane
+
+
+class RateLimit(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    per_hour: float = Field(gt=0)
+    burst: float = Field(ge=1)
 
 
 class CategoryRule(BaseModel):
@@ -20,6 +28,9 @@ class CategoryRule(BaseModel):
     channels: tuple[Channel, ...]
     required: frozenset[Channel] = frozenset()
     ttl_s: int | None = Field(default=None, gt=0)
+    window_s: float | None = Field(default=None, gt=0)
+    group_by: Literal["object", "category", "conversation"] = "object"
+    rate_class: str | None = None
 
     @property
     def ttl(self) -> timedelta | None:
@@ -37,13 +48,29 @@ class Rules(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     categories: dict[Category, CategoryRule]
+    rate_limits: dict[str, dict[Channel, RateLimit]] = {}
+    max_actors: int = Field(default=3, ge=1, le=20)
 
     @model_validator(mode="after")
     def _every_category_has_a_rule(self) -> Rules:
         missing = set(Category) - set(self.categories)
         if missing:
             raise ValueError(f"rules missing for categories: {sorted(missing)}")
+        unknown = {r.rate_class for r in self.categories.values() if r.rate_class} - set(
+            self.rate_limits
+        )
+        if unknown:
+            raise ValueError(f"rate_class without a [rate_limits.*] table: {sorted(unknown)}")
+        if Channel.IN_APP in {ch for limits in self.rate_limits.values() for ch in limits}:
+            raise ValueError("in_app is the inbox and cannot be rate limited")
         return self
+
+    def limit_for(self, category: Category, channel: Channel) -> RateLimit | None:
+        """The channel's limit for this category, or None (critical lanes never have one)."""
+        rule = self.categories[category]
+        if rule.lane is Lane.CRITICAL or rule.rate_class is None:
+            return None
+        return self.rate_limits[rule.rate_class].get(channel)
 
     def for_category(self, category: Category) -> CategoryRule:
         return self.categories[category]

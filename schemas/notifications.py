@@ -30,6 +30,14 @@ class Notification(BaseModel):
     expires_at: datetime | None = None
     # Category-specific values the templates use (amount, text, alert kind…), as strings.
     data: dict[str, str] = {}
+    # Aggregation: how many events this notification stands for, and the first few actors'
+    # display names ("alice and 999,999 others liked your photo").
+    count: int = 1
+    actors: tuple[str, ...] = ()
+    # Where ingest read the event ("topic:partition", offset). Aggregation uses it to tell a
+    # replayed copy (ingest reprocessing after a crash) from a new event.
+    source_tp: str | None = None
+    source_offset: int | None = None
 
 
 class Target(BaseModel):
@@ -55,6 +63,7 @@ class Delivery(BaseModel):
     body: str
     url: str | None = None
     data: dict[str, str] = {}
+    count: int = 1  # events this delivery stands for (aggregation)
     occurred_at: datetime
     created_at: datetime
     expires_at: datetime | None = None
@@ -98,4 +107,5 @@ class InboxItem(BaseModel):
     title: str
     body: str
     url: str | None = None
+    count: int = 1
     created_at: datetime

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
+from logic.quiet_hours import parse_quiet_hours
 from schemas.common import Category, Channel, Id
+
+
+class DigestFrequency(StrEnum):
+    INSTANT = "instant"  # the category's own aggregation window (30-60 s)
+    HOURLY = "hourly"
+    DAILY = "daily"
+    OFF = "off"  # no notifications of this category at all
 
 
 class Preferences(BaseModel):
@@ -22,7 +38,19 @@ class Preferences(BaseModel):
     opt_out: dict[Category, frozenset[Channel]] = {}
     # channels turned off for every category
     disabled_channels: frozenset[Channel] = frozenset()
+    # "22:00-07:00" in `timezone`: non-critical notifications are held until it ends
+    quiet_hours: str | None = None
+    digest: dict[Category, DigestFrequency] = {}
+    # per-channel override of the rate limit (notifications per hour)
+    rate_limits: dict[Channel, Annotated[float, Field(gt=0)]] = {}
     updated_at: AwareDatetime | None = None
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _valid_quiet_hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_quiet_hours(value)  # raises ValueError with the reason
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
+from typing import Any
 
 from schemas.notifications import Delivery, Receipt, ReceiptStatus
 from streams import topics
 
 
-async def record(delivery: Delivery, status: ReceiptStatus, reason: str | None = None) -> None:
+async def record(
+    delivery: Delivery, status: ReceiptStatus, reason: str | None = None
+) -> Awaitable[Any]:
+    """Send the receipt; the returned future resolves when the broker has it."""
     receipt = Receipt(
         notification_id=delivery.notification_id,
         recipient_id=delivery.recipient_id,
@@ -19,4 +24,4 @@ async def record(delivery: Delivery, status: ReceiptStatus, reason: str | None =
         channel=delivery.channel,
         reason=reason,
     )
-    await topics.receipts.send(key=delivery.recipient_id.encode(), value=receipt)
+    return await topics.receipts.send(key=delivery.recipient_id.encode(), value=receipt)

@@ -31,6 +31,9 @@ INGRESS_FOR_TYPE = {
 PREFERENCES = "preferences"
 CONTACTS = "contacts"
 BROADCASTS = "broadcasts"
+# Punctuation: a timer sends one tick per owned partition so aggregation windows are
+# flushed inside an event of that partition (Faust tables can only be written there).
+TICKS = "ticks"
 RECEIPTS = "receipts"
 DLQ_EVENTS = "dlq.events"
 
@@ -61,6 +64,7 @@ def all_topics() -> list[TopicSpec]:
     specs += [TopicSpec(lane_topic(lane)) for lane in Lane]
     specs += [TopicSpec(delivery_topic(ch, lane)) for ch in Channel for lane in Lane]
     specs += [TopicSpec(BROADCASTS), TopicSpec(RECEIPTS)]
+    specs.append(TopicSpec(TICKS, retention_ms=3600 * 1000))
     # Dead letters are kept for 30 days so an operator can inspect and replay them.
     specs.append(TopicSpec(DLQ_EVENTS, retention_ms=30 * 24 * 3600 * 1000))
     return specs

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(default=65536, ge=1024, description="Larger events are DLQ'd.")
     dedupe_horizon_s: int = Field(default=86_400, ge=60, description="How long event ids are kept.")
     rules_path: Path | None = Field(default=None, description="Override the packaged rules.toml.")
+    tick_interval_s: float = Field(
+        default=0.5, gt=0, le=5, description="How often due aggregation windows are flushed."
+    )
+    bulk_shed_lag: int = Field(
+        default=100_000, ge=1, description="Bulk backlog per partition above which bulk is shed."
+    )
 
     inapp_token_secret: SecretStr = Field(
         default=SecretStr("dev-only-secret-change-me-before-production"),

@@ -41,6 +41,7 @@ deliveries: dict[tuple[Channel, Lane], faust.TopicT] = {
     for lane in Lane
 }
 broadcasts = _topic(catalog.BROADCASTS, PydanticCodec(LiveStartedEvent))
+ticks = _topic(catalog.TICKS, "json")
 receipts = _topic(catalog.RECEIPTS, PydanticCodec(Receipt))
 dlq_events = _topic(catalog.DLQ_EVENTS, "raw")
 

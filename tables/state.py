@@ -55,6 +55,11 @@ seen_events = _table(
         "retention.ms": str(_settings.dedupe_horizon_s * 1000),
     },
 )
+# Open aggregation windows (DigestWindow JSON) keyed "recipient\x1fgroup key", plus one
+# progress record per partition; see agents/digest.py.
+digests = _table("digests", "json", "recipient+group -> open aggregation window")
+# Token buckets keyed "recipient\x1fchannel" -> [tokens, updated_at].
+buckets = _table("buckets", "json", "recipient+channel -> token bucket [tokens, updated_at]")
 inbox = _table(
     "inbox", PydanticCodec(list[InboxItem]), "user id -> newest in-app items (SSE resume)"
 )

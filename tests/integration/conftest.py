@@ -15,6 +15,8 @@ from devenv.kafka import kafka_broker
 from devenv.worker import WorkerProcess
 
 TEST_SECRET = "integration-test-secret-0123456789abcdef"
+# The packaged rules with 3-5 s aggregation windows and limits no test reaches by accident.
+FAST_RULES = Path(__file__).parent / "rules_fast.toml"
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +60,7 @@ def start_pipeline(bootstrap: str, tmp: Path, partitions: int = 4, **extra_env: 
         "CLARION_WEB_PORT": str(free_port()),
         "CLARION_OUTBOX_PATH": str(outbox),
         "CLARION_INAPP_TOKEN_SECRET": TEST_SECRET,
+        "CLARION_RULES_PATH": str(FAST_RULES),
         **extra_env,
     }
     worker = WorkerProcess(env, tmp / "worker.log").start()

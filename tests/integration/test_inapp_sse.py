@@ -82,8 +82,9 @@ async def test_each_client_sees_only_its_own_users_notifications(
             key=alice.encode(),
         )
         await wait_for(lambda: len(a.events) == 3)
-        assert [e["category"] for e in a.events] == ["like", "follow", "mention"]
-        assert a.events[0]["body"] == "Bob liked your photo"
+        # Three groups, three aggregation windows: they may close in any order.
+        assert sorted(e["category"] for e in a.events) == ["follow", "like", "mention"]
+        assert "Bob liked your photo" in {e["body"] for e in a.events}
         # Bob's connection is live (he gets his own) yet never saw Alice's three.
         await produce(
             pipeline.bootstrap, social, [event_bytes("follow", recipient_id=bob)], key=bob.encode()
@@ -113,7 +114,7 @@ async def test_reconnecting_client_resumes_after_its_last_event_id(
     await _wait_inbox_len(pipeline, uid, 3)
     async with sse(pipeline, uid, last_event_id=first.ids[0]) as again:
         await wait_for(lambda: len(again.events) == 2)
-        assert [e["category"] for e in again.events] == ["follow", "mention"]
+        assert sorted(e["category"] for e in again.events) == ["follow", "mention"]
 
 
 async def test_missing_or_forged_token_is_refused(pipeline: Pipeline) -> None:

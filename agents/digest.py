@@ -1,0 +1,263 @@
+"""digest: tumbling aggregation windows per (recipient, group key), flushed by ticks.
+
+Why not Faust's windowed tables: their expiry runs on a wall-clock timer, restored windows
+never expire, and one close watermark is shared by all partitions (FAUST_NOTES.md). Here an
+open window is a plain row in the changelog-backed `digests` table and Clarion decides when
+it goes out:
+
+- A timer on every worker sends a tick to each `ticks` partition it owns. Processing the
+  tick for partition p is an event of partition p, so the flush may read and write p's
+  tables; the tick topic is co-partitioned with the lanes, so p's owner gets it.
+- A window is due once its deadline is behind the lane partition's *cutoff*: the wall clock
+  when the partition is caught up, otherwise the newest record time processed (stream time).
+  A worker catching up after a crash therefore folds the whole backlog into the window
+  before flushing it: one notification per window, with the full count.
+- Exactly once per window across crashes: every write for partition p (window rows and the
+  progress row) goes to changelog partition p in order, so a restore is a consistent
+  prefix. Each notification carries its ingress (topic:partition, offset); the windows'
+  `sources` and the progress row give, per ingress partition, the highest offset already
+  folded in, and a copy at or below it is skipped. That covers both a lane record
+  reprocessed here and the copies ingest re-sends when it reprocesses its own tail. Deliveries of a
+  flushed window are acknowledged by the broker before its row is deleted; a crash between
+  the two re-flushes it with the same deterministic id, which the sinks already skip.
+- A notification arriving after its window was flushed joins the window open now
+  (`closed_until`), never a second notification for the old window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+from faust.types import TP
+
+from agents import emit
+from logic import windows
+from logic.lanes import quiet_end
+from schemas.common import Lane
+from schemas.digests import DigestWindow
+from schemas.notifications import Notification
+from streams import topics
+from streams.app import app
+from streams.catalog import lane_topic
+from tables.state import digests
+
+log = logging.getLogger("clarion.digest")
+_settings = app.settings
+DIGEST_LANES = (Lane.HIGH, Lane.SOCIAL, Lane.BULK)
+_PROGRESS_PREFIX = b"\x00progress\x1f"
+LaneP = tuple[Lane, int]
+
+
+def partition_of(recipient_id: str) -> int:
+    """The partition a user id key lands in (Kafka's default murmur2 partitioner)."""
+    return (murmur2(recipient_id.encode()) & 0x7FFFFFFF) % _settings.partitions
+
+
+class WindowIndex:
+    """This worker's in-memory view of the windows in the partitions it owns: deadline heaps,
+    the applied-offset and closed-until watermarks, stream time and progress per lane
+    partition. Rebuilt from the table whenever the assignment changes."""
+
+    def __init__(self) -> None:
+        self.heaps: dict[LaneP, list[tuple[float, bytes]]] = defaultdict(list)
+        # per lane partition: ingress "topic:partition" -> highest offset folded in
+        self.applied: dict[LaneP, dict[str, int]] = defaultdict(dict)
+        self.closed_until: dict[LaneP, float] = {}
+        self.stream_time: dict[LaneP, float] = {}
+        self.processed_next: dict[LaneP, int] = {}
+        self.partitions: frozenset[int] | None = None
+        # Windows being flushed right now (the flush awaits the broker); others wait on it.
+        self.flushing: dict[bytes, asyncio.Future[None]] = {}
+
+    def assigned(self) -> frozenset[int]:
+        name = topics.ticks.get_topic_name()
+        return frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name)
+
+    def ensure_current(self) -> None:
+        assigned = self.assigned()
+        if assigned != self.partitions:
+            self.rebuild(assigned)
+
+    def rebuild(self, assigned: frozenset[int]) -> None:
+        kept = self.partitions or frozenset()
+        self.heaps.clear()
+        self.applied.clear()
+        self.closed_until.clear()
+        for mapping in (self.stream_time, self.processed_next):
+            for lp in [lp for lp in mapping if lp[1] not in kept & assigned]:
+                del mapping[lp]
+        windows_seen = 0
+        for key, value in digests.items():
+            if key.startswith(_PROGRESS_PREFIX):
+                p = int(key[len(_PROGRESS_PREFIX) :])
+                for lane_name, progress in value.items():
+                    lp = (Lane(lane_name), p)
+                    self._merge(lp, progress["applied"])
+                    self.closed_until[lp] = max(
+                        self.closed_until.get(lp, 0.0), progress["closed_until"]
+                    )
+                continue
+            w = DigestWindow.model_validate(value)
+            lp = (w.lane, partition_of(w.recipient_id))
+            heapq.heappush(self.heaps[lp], (w.deadline, key))
+            self._merge(lp, w.sources)
+            windows_seen += 1
+        self.partitions = assigned
+        log.info(
+            "window index rebuilt: %d open windows in partitions %s", windows_seen, sorted(assigned)
+        )
+
+    def _merge(self, lp: LaneP, sources: dict[str, int]) -> None:
+        marks = self.applied[lp]
+        for tp, offset in sources.items():
+            marks[tp] = max(marks.get(tp, -1), offset)
+
+    def observe(self, lane: Lane, partition: int, offset: int, timestamp: float) -> None:
+        """Every lane record processed moves stream time and the processed position."""
+        lp = (lane, partition)
+        self.processed_next[lp] = offset + 1
+        self.stream_time[lp] = max(self.stream_time.get(lp, 0.0), timestamp)
+
+    def cutoff(self, lane: Lane, partition: int, now: float) -> float:
+        """Windows with a deadline at or before this may flush."""
+        lp = (lane, partition)
+        tp = TP(_settings.topic(lane_topic(lane)), partition)
+        highwater = app.consumer.highwater(tp)
+        position = self.processed_next.get(lp)
+        if position is None:
+            # Nothing processed since start: resume from the committed position. Faust keeps
+            # it on the consumer after seeking there on assignment.
+            committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+            position = committed or 0
+        if highwater is not None and position >= highwater:
+            return now
+        return self.stream_time.get(lp, 0.0)
+
+
+index = WindowIndex()
+
+
+def _load(key: bytes) -> DigestWindow | None:
+    value = digests.get(key)
+    return None if value is None else DigestWindow.model_validate(value)
+
+
+def _store(key: bytes, w: DigestWindow, partition: int) -> None:
+    digests[key] = w.model_dump(mode="json")
+    heapq.heappush(index.heaps[(w.lane, partition)], (w.deadline, key))
+
+
+async def gather(
+    n: Notification, window_s: float, hold_until: float | None, message: Any, ts: float
+) -> None:
+    """Fold a lane notification into its window (opening one if needed); `ts` places it."""
+    partition = message.partition
+    lp = (n.lane, partition)
+    if windows.already_counted(index.applied[lp], n):
+        return  # a replayed copy: the restored window (or one already sent) has it
+    rule = emit.rules.for_category(n.category)
+    group = windows.group_key(n, rule)
+    key = windows.window_key(n.recipient_id, group).encode()
+    if key in index.flushing:  # a tick is sending this window: join the next one
+        await index.flushing[key]
+    w = _load(key)
+    if w is not None and not windows.belongs_to(w, ts):
+        # Its tick has not come yet, but stream time says the window is over.
+        await flush(key, w, partition, time.time())
+        w = _load(key)  # still there if it was held (quiet hours, rate limit)
+    if w is None:
+        w = windows.open_window(n, group, ts, window_s, index.closed_until.get(lp, 0.0), hold_until)
+    else:
+        w = windows.add_to_window(w, n, emit.rules.max_actors, hold_until)
+    _store(key, w, partition)
+    index._merge(lp, w.sources)
+
+
+async def flush(key: bytes, w: DigestWindow, partition: int, now: float) -> bool:
+    """Send the window as one notification, or move its deadline if it must wait.
+    Returns whether it went out (or was dropped)."""
+    if key in index.flushing:
+        await index.flushing[key]
+        return False
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    index.flushing[key] = done
+    try:
+        return await _flush(key, w, partition, now)
+    finally:
+        del index.flushing[key]
+        done.set_result(None)
+
+
+async def _flush(key: bytes, w: DigestWindow, partition: int, now: float) -> bool:
+    prefs, contact = emit.profile(w.recipient_id)
+    held = quiet_end(prefs, datetime.fromtimestamp(now, UTC))
+    if held is not None:  # quiet hours began after the window opened
+        _store(key, w.model_copy(update={"deadline": held}), partition)
+        return False
+    n = windows.to_notification(w)
+    plan = emit.plan(n, prefs, contact, now)
+    if w.lane is not Lane.BULK:
+        # Over the limit, social (and held high) folds into the user's next digest: keep
+        # gathering until every limited channel has a token again.
+        wait = emit.seconds_until_tokens(plan, n, prefs, now)
+        if wait > 0:
+            _store(key, w.model_copy(update={"deadline": now + wait}), partition)
+            return False
+    futures = await emit.emit(plan, n, prefs, now, limited=True)
+    # The broker must have the deliveries before the window row is gone.
+    await asyncio.gather(*futures)
+    del digests[key]
+    return True
+
+
+async def flush_due(partition: int, now: float) -> int:
+    flushed = 0
+    progress: dict[str, dict[str, Any]] = {}
+    for lane in DIGEST_LANES:
+        lp = (lane, partition)
+        cutoff = index.cutoff(lane, partition, now)
+        # Advance first: a record arriving while these flushes await the broker must join
+        # the next window, not one being sent.
+        index.closed_until[lp] = max(index.closed_until.get(lp, 0.0), cutoff)
+        heap = index.heaps[lp]
+        flushed_here = 0
+        while heap and heap[0][0] <= cutoff:
+            deadline, key = heapq.heappop(heap)
+            w = _load(key)
+            if w is None or w.deadline != deadline:
+                continue  # already flushed, or a later heap entry stands for it
+            flushed_here += await flush(key, w, partition, now)
+        if flushed_here:
+            progress[lane.value] = {
+                "applied": dict(index.applied[lp]),
+                "closed_until": index.closed_until[lp],
+            }
+            flushed += flushed_here
+    if progress:
+        previous = digests.get(_PROGRESS_PREFIX + str(partition).encode()) or {}
+        digests[_PROGRESS_PREFIX + str(partition).encode()] = previous | progress
+    return flushed
+
+
+@app.timer(interval=_settings.tick_interval_s)
+async def send_ticks() -> None:
+    now = time.time()
+    for partition in index.assigned():
+        await topics.ticks.send(value=now, partition=partition)
+
+
+@app.agent(topics.ticks, name="digest.ticks", concurrency=1)
+async def on_tick(stream: faust.StreamT[float]) -> None:
+    async for event in stream.events():
+        index.ensure_current()
+        flushed = await flush_due(event.message.partition, time.time())
+        if flushed:
+            log.debug("flushed %d windows in partition %d", flushed, event.message.partition)

@@ -1,0 +1,98 @@
+"""Turn a routed notification into deliveries: rate limits, then the delivery topics.
+
+Shared by `route` (notifications delivered at once) and `digest` (flushed windows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any
+
+from logic.buckets import from_json, to_json
+from logic.render import default_renderer
+from logic.routing import RoutePlan, plan_deliveries
+from logic.rules import load_rules
+from logic.throttle import Throttle, limit_for, take_tokens, wait_needed
+from schemas.common import Channel
+from schemas.notifications import Notification, Receipt, ReceiptStatus
+from schemas.users import ContactPoints, Preferences
+from sinks import receipts
+from streams import topics
+from streams.app import app
+from tables.state import buckets, contacts, preferences
+
+rules = load_rules(app.settings.rules_path)
+renderer = default_renderer()
+
+
+def profile(recipient_id: str) -> tuple[Preferences | None, ContactPoints | None]:
+    """The recipient's tables, read from the partition being processed (co-partitioned)."""
+    key = recipient_id.encode()
+    return preferences.get(key), contacts.get(key)
+
+
+def plan(
+    n: Notification, prefs: Preferences | None, contact: ContactPoints | None, now: float
+) -> RoutePlan:
+    return plan_deliveries(n, prefs, contact, rules, renderer, datetime.fromtimestamp(now, UTC))
+
+
+def _bucket_key(recipient_id: str, channel: Channel) -> bytes:
+    return f"{recipient_id}\x1f{channel.value}".encode()
+
+
+def seconds_until_tokens(
+    p: RoutePlan, n: Notification, prefs: Preferences | None, now: float
+) -> float:
+    channels = {d.channel for d in p.deliveries}
+    limits = {ch: limit_for(rules, n.category, ch, prefs) for ch in channels}
+    states = {ch: from_json(buckets.get(_bucket_key(n.recipient_id, ch))) for ch in channels}
+    return wait_needed(channels, limits, states, now)
+
+
+def _take(p: RoutePlan, n: Notification, prefs: Preferences | None, now: float) -> Throttle:
+    channels = {d.channel for d in p.deliveries}
+    limits = {ch: limit_for(rules, n.category, ch, prefs) for ch in channels}
+    states = {
+        ch: from_json(buckets.get(_bucket_key(n.recipient_id, ch)))
+        for ch, limit in limits.items()
+        if limit is not None
+    }
+    result = take_tokens(channels, limits, states, now)
+    for ch, state in result.updates.items():
+        buckets[_bucket_key(n.recipient_id, ch)] = to_json(state)
+    return result
+
+
+async def emit(
+    p: RoutePlan, n: Notification, prefs: Preferences | None, now: float, *, limited: bool
+) -> list[Awaitable[Any]]:
+    """Send the plan's deliveries (one token per limited channel when `limited`) and its
+    receipts; return the send futures so a caller can wait until the broker has them."""
+    key = n.recipient_id.encode()
+    futures: list[Awaitable[Any]] = []
+    throttled: frozenset[Channel] = frozenset()
+    if limited and p.deliveries:
+        throttled = _take(p, n, prefs, now).throttled
+    for delivery in p.deliveries:
+        if delivery.channel in throttled:
+            futures.append(await receipts.record(delivery, ReceiptStatus.THROTTLED, "rate_limited"))
+        else:
+            topic = topics.deliveries[(delivery.channel, n.lane)]
+            futures.append(await topic.send(key=key, value=delivery))
+    if p.receipt is not None:
+        futures.append(await topics.receipts.send(key=key, value=p.receipt))
+    return futures
+
+
+async def drop(n: Notification, status: ReceiptStatus, reason: str, now: float) -> None:
+    receipt = Receipt(
+        notification_id=n.notification_id,
+        recipient_id=n.recipient_id,
+        lane=n.lane,
+        status=status,
+        reason=reason,
+        at=datetime.fromtimestamp(now, UTC),
+    )
+    await topics.receipts.send(key=n.recipient_id.encode(), value=receipt)

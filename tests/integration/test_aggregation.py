@@ -1,0 +1,157 @@
+"""Aggregation windows on a real broker and worker: one notification per window, even
+across kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from schemas.common import Channel, Lane
+from streams.catalog import delivery_topic
+from tests.factories import event_dict
+from tests.integration.conftest import FAST_RULES, Pipeline, start_pipeline
+from tests.integration.kafka_io import collect, values
+
+pytestmark = pytest.mark.integration
+
+WINDOW_S = 20
+
+
+@pytest.fixture(scope="module")
+def slow_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Fast rules, but likes gather for 20 s: long enough to put 10,000 in one window."""
+    path = tmp_path_factory.mktemp("rules") / "rules.toml"
+    text = FAST_RULES.read_text()
+    like = text.index("[categories.like]")
+    end = text.index("[categories.comment]")
+    path.write_text(
+        text[:like] + text[like:end].replace("window_s = 3", f"window_s = {WINDOW_S}") + text[end:]
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, slow_rules: Path
+) -> Iterator[Pipeline]:
+    p = start_pipeline(
+        kafka_bootstrap, tmp_path_factory.mktemp("agg"), CLARION_RULES_PATH=str(slow_rules)
+    )
+    try:
+        yield p
+    finally:
+        p.worker.stop()
+
+
+async def at_window_start(margin_s: float = 0.5) -> float:
+    """Sleep until just after a window boundary, so a burst fits inside one window."""
+    now = time.time()
+    start = math.ceil(now / WINDOW_S) * WINDOW_S
+    if start - now > WINDOW_S - 2:  # already just past a boundary
+        start = math.floor(now / WINDOW_S) * WINDOW_S
+    await asyncio.sleep(max(0.0, start + margin_s - now))
+    return start
+
+
+async def produce_likes(
+    p: Pipeline, uid: str, n: int, first_actor: int = 0, photo: str = "p1"
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=p.bootstrap, linger_ms=20, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    try:
+        now = datetime.now(UTC).isoformat()
+        for i in range(first_actor, first_actor + n):
+            event = event_dict(
+                "like",
+                recipient_id=uid,
+                actor_id=f"a{i}",
+                actor_name=f"a{i}",
+                occurred_at=now,
+                object={"kind": "photo", "id": photo},
+            )
+            await producer.send(
+                p.topic("events.social"), json.dumps(event).encode(), key=uid.encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def in_app_for(p: Pipeline, uid: str, n: int, timeout_s: float) -> list[dict]:
+    records = await collect(
+        p.bootstrap,
+        [p.topic(delivery_topic(Channel.IN_APP, Lane.SOCIAL))],
+        until=lambda kept: len(kept) >= n,
+        keep=lambda r: r.key == uid.encode(),
+        timeout_s=timeout_s,
+    )
+    return values(records)
+
+
+async def test_ten_thousand_likes_in_one_window_make_one_notification(
+    pipeline: Pipeline, uid: str
+) -> None:
+    await at_window_start()
+    await produce_likes(pipeline, uid, 10_000)
+    found = await in_app_for(pipeline, uid, 1, timeout_s=WINDOW_S + 60)
+    await asyncio.sleep(3)  # anything extra would have been flushed by now
+    found = await in_app_for(pipeline, uid, 2, timeout_s=1)
+    assert len(found) == 1, [f["count"] for f in found]
+    assert found[0]["count"] == 10_000
+    assert found[0]["body"] == "a0 and 9,999 others liked your photo"
+
+
+async def test_like_after_the_window_closed_starts_the_next_one(
+    pipeline: Pipeline, uid: str
+) -> None:
+    await at_window_start()
+    await produce_likes(pipeline, uid, 5)
+    first = await in_app_for(pipeline, uid, 1, timeout_s=WINDOW_S + 30)
+    assert [f["count"] for f in first] == [5]
+    await produce_likes(pipeline, uid, 1, first_actor=5)  # its window has closed
+    both = await in_app_for(pipeline, uid, 2, timeout_s=WINDOW_S + 30)
+    assert [f["count"] for f in both] == [5, 1]
+    assert both[1]["body"] == "a5 liked your photo"
+    assert len({f["notification_id"] for f in both}) == 2
+
+
+async def test_kill_9_mid_window_still_one_notification_with_the_full_count(
+    kafka_bootstrap: str, tmp_path: Path, slow_rules: Path, uid: str
+) -> None:
+    p = start_pipeline(kafka_bootstrap, tmp_path, CLARION_RULES_PATH=str(slow_rules))
+    try:
+        await at_window_start()
+        await produce_likes(p, uid, 10_000)
+        # Wait until the worker has folded part of the burst into the window, then kill it.
+        await collect(
+            p.bootstrap,
+            [f"{p.app_id}-digests-changelog"],
+            until=lambda kept: len(kept) >= 500,
+            keep=lambda r: r.key.startswith(uid.encode()),
+            timeout_s=30,
+        )
+        p.worker.kill()
+        p.worker.start()  # same app id, same RocksDB dir: recovery, then the backlog
+        p.worker.wait_ready()
+        found = await in_app_for(p, uid, 1, timeout_s=WINDOW_S + 90)
+        await asyncio.sleep(3)
+        found = await in_app_for(p, uid, 2, timeout_s=1)
+        ids = {f["notification_id"] for f in found}
+        print(
+            f"kill -9 mid-window: {len(found)} in-app deliveries on the topic, "
+            f"{len(ids)} distinct notification(s), counts {[f['count'] for f in found]}"
+        )
+        assert len(ids) == 1
+        assert {f["count"] for f in found} == {10_000}
+    finally:
+        p.worker.stop()
