@@ -53,6 +53,7 @@ log = logging.getLogger("clarion.digest")
 _settings = app.settings
 DIGEST_LANES = (Lane.HIGH, Lane.SOCIAL, Lane.BULK)
 _PROGRESS_PREFIX = b"\x00progress\x1f"
+_ACK_TIMEOUT_S = 10.0
 LaneP = tuple[Lane, int]
 
 
@@ -74,6 +75,7 @@ class WindowIndex:
         self.stream_time: dict[LaneP, float] = {}
         self.processed_next: dict[LaneP, int] = {}
         self.partitions: frozenset[int] | None = None
+        self.stale = True  # set on every (re)assignment; checked per message, cheaply
         # Windows being flushed right now (the flush awaits the broker); others wait on it.
         self.flushing: dict[bytes, asyncio.Future[None]] = {}
 
@@ -82,6 +84,9 @@ class WindowIndex:
         return frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name)
 
     def ensure_current(self) -> None:
+        if not self.stale:
+            return
+        self.stale = False
         assigned = self.assigned()
         if assigned != self.partitions:
             self.rebuild(assigned)
@@ -143,6 +148,16 @@ class WindowIndex:
 
 
 index = WindowIndex()
+
+
+@app.on_partitions_revoked.connect
+async def _on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+    index.stale = True
+
+
+@app.on_partitions_assigned.connect
+async def _on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
+    index.stale = True
 
 
 def _load(key: bytes) -> DigestWindow | None:
@@ -212,8 +227,14 @@ async def _flush(key: bytes, w: DigestWindow, partition: int, now: float) -> boo
             _store(key, w.model_copy(update={"deadline": now + wait}), partition)
             return False
     futures = await emit.emit(plan, n, prefs, now, limited=True)
-    # The broker must have the deliveries before the window row is gone.
-    await asyncio.gather(*futures)
+    # The broker must have the deliveries before the window row is gone. If it does not
+    # answer in time (or the worker is stopping and its producer with it), keep the row:
+    # the window goes out again later under the same id, which the sinks skip.
+    try:
+        await asyncio.wait_for(asyncio.gather(*futures), _ACK_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("deliveries of window %r not acknowledged; it will be sent again", key)
+        return False
     del digests[key]
     return True
 
@@ -257,6 +278,8 @@ async def send_ticks() -> None:
 @app.agent(topics.ticks, name="digest.ticks", concurrency=1)
 async def on_tick(stream: faust.StreamT[float]) -> None:
     async for event in stream.events():
+        if app.should_stop:  # shutting down: the next owner flushes
+            continue
         index.ensure_current()
         flushed = await flush_due(event.message.partition, time.time())
         if flushed:

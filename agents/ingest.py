@@ -62,11 +62,8 @@ async def _ingest(stream: faust.StreamT) -> None:
             # Audiences are resolved by the fan-out stage; park the broadcast for it.
             await topics.broadcasts.send(key=decoded.audience.of.encode(), value=decoded)
             continue
-        notification = to_notification(decoded, _rules, now).model_copy(
-            update={
-                "source_tp": f"{message.topic}:{message.partition}",
-                "source_offset": message.offset,
-            }
+        notification = to_notification(
+            decoded, _rules, now, f"{message.topic}:{message.partition}", message.offset
         )
         await topics.lanes[notification.lane].send(
             key=notification.recipient_id.encode(), value=notification

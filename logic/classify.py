@@ -47,7 +47,13 @@ def event_data(event: PersonalEvent) -> dict[str, str]:
             return {}
 
 
-def to_notification(event: PersonalEvent, rules: Rules, now: datetime) -> Notification:
+def to_notification(
+    event: PersonalEvent,
+    rules: Rules,
+    now: datetime,
+    source_tp: str | None = None,
+    source_offset: int | None = None,
+) -> Notification:
     category = Category(event.type)
     rule = rules.for_category(category)
     ttl = rule.ttl
@@ -65,4 +71,6 @@ def to_notification(event: PersonalEvent, rules: Rules, now: datetime) -> Notifi
         # TTL counts from when it happened, not from when Clarion saw it.
         expires_at=None if ttl is None else event.occurred_at + ttl,
         data=event_data(event),
+        source_tp=source_tp,
+        source_offset=source_offset,
     )

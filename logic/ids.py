@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 from schemas.common import Channel
 
-_NAMESPACE = uuid.UUID("6f1c6f0e-6a55-4c8e-9a7b-3f0c1d2e4b5a")
-
 
 def notification_id(event_id: str, recipient_id: str) -> str:
-    return uuid.uuid5(_NAMESPACE, f"{event_id}\x1f{recipient_id}").hex
+    # 128-bit BLAKE2b: as collision-safe as a uuid5 and several times cheaper per event.
+    return hashlib.blake2b(f"{event_id}\x1f{recipient_id}".encode(), digest_size=16).hexdigest()
 
 
 def delivery_id(notification_id: str, channel: Channel, address: str) -> str:

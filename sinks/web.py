@@ -17,6 +17,7 @@ from streams.app import app
 from tables.state import inbox
 
 _KEEPALIVE_S = 15.0
+_WAKE_S = 1.0
 
 
 def _sse(item: InboxItem) -> bytes:
@@ -76,11 +77,17 @@ class InAppStream(View):  # type: ignore[misc]
                 await response.write(_sse(item))
                 sent.add(item.id)
             await response.write(b": connected\n\n")
-            while True:
+            idle_s = 0.0
+            # Wake every second so a stopping worker closes its streams at once (clients
+            # reconnect to the new owner) instead of at the next keepalive.
+            while not app.should_stop:
                 try:
-                    next_item = await asyncio.wait_for(sub.queue.get(), _KEEPALIVE_S)
+                    next_item = await asyncio.wait_for(sub.queue.get(), _WAKE_S)
                 except TimeoutError:
-                    await response.write(b": keepalive\n\n")
+                    idle_s += _WAKE_S
+                    if idle_s >= _KEEPALIVE_S:
+                        await response.write(b": keepalive\n\n")
+                        idle_s = 0.0
                     continue
                 if next_item is None:  # too slow: end the stream; the client resumes
                     break

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=1, le=65535)
     # Public URL other workers (and redirected SSE clients) use to reach this worker.
     web_advertised_url: str | None = None
+    producer_linger_ms: float = Field(
+        default=5.0, ge=0, le=100, description="Producer batching delay (adds to latency)."
+    )
     rocksdb_block_cache_mb: int = Field(default=64, ge=8, description="Per-table block cache.")
 
     max_event_bytes: int = Field(default=65536, ge=1024, description="Larger events are DLQ'd.")
