@@ -1,0 +1,338 @@
+"""Throughput: events/s through the whole Clarion pipeline (ingest → lane → route →
+deliveries → sinks → receipts) next to a raw aiokafka consume→produce pass-through of the
+same bytes on the same broker.
+
+    python -m benchmarks.throughput [--events 50000] [--users 2000] [--partitions 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from benchmarks.common import (
+    Clarion,
+    Profile,
+    Report,
+    clarion_worker,
+    edge_timestamp,
+    encode,
+    group_lag,
+    kafka_admin,
+    kafka_producer,
+    log,
+    make_profiles,
+    markdown_table,
+    offsets_reader,
+    partitions_of,
+    ratio,
+    record_count,
+    run_benchmark,
+    run_tag,
+    seed_profiles,
+    send_all,
+)
+from devenv.traffic import EVENT_MIX, make_event, user_ids
+from schemas.common import Channel, Lane
+from streams.admin import ensure_topics
+from streams.catalog import (
+    DLQ_EVENTS,
+    INGRESS,
+    INGRESS_FOR_TYPE,
+    RECEIPTS,
+    TopicSpec,
+    delivery_topic,
+    lane_topic,
+)
+
+# live_started is parked on `broadcasts` and yields no delivery: not part of this pipeline.
+MIX = [(kind, weight) for kind, weight in EVENT_MIX if kind != "live_started"]
+_STATUS = re.compile(rb'"status":"([a-z_]+)"')
+
+
+@dataclass(frozen=True)
+class Input:
+    ingress: str  # topic name without the run prefix
+    key: bytes
+    value: bytes
+
+
+def build_inputs(n: int, users: list[str], rng: random.Random) -> list[Input]:
+    kinds = rng.choices([k for k, _ in MIX], [w for _, w in MIX], k=n)
+    inputs = []
+    for kind in kinds:
+        recipient, actor = rng.sample(users, 2)
+        event = make_event(kind, recipient, actor, rng)
+        inputs.append(Input(INGRESS_FOR_TYPE[kind], recipient.encode(), encode(event)))
+    return inputs
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+async def raw_passthrough(bootstrap: str, inputs: list[Input], partitions: int) -> dict[str, Any]:
+    """Preload the events into raw.in, then copy raw.in → raw.out with one consumer and one
+    producer, committing after each batch's sends are acked (at-least-once, as Faust does)."""
+    prefix = f"b{run_tag()}."
+    src, dst = prefix + "raw.in", prefix + "raw.out"
+    await ensure_topics(
+        bootstrap,
+        [TopicSpec("raw.in"), TopicSpec("raw.out")],
+        prefix=prefix,
+        partitions=partitions,
+        replication_factor=1,
+    )
+    async with kafka_producer(bootstrap, linger_ms=5) as producer:
+        preload_s = await send_all(producer, [(src, i.key, i.value) for i in inputs])
+    log.info("raw: preloaded %d events in %.2f s", len(inputs), preload_s)
+
+    consumer = AIOKafkaConsumer(
+        src,
+        bootstrap_servers=bootstrap,
+        group_id=prefix + "raw-passthrough",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        # acks=all and no linger: Faust's producer defaults, so the baseline sends alike.
+        async with kafka_producer(bootstrap, acks="all") as producer:
+            copied, first = 0, None
+            while copied < len(inputs):
+                batch = await consumer.getmany(timeout_ms=1000)
+                if not batch:
+                    continue
+                if first is None:
+                    first = time.perf_counter()  # group join and first fetch excluded
+                futures = [
+                    await producer.send(dst, r.value, key=r.key)
+                    for records in batch.values()
+                    for r in records
+                ]
+                for future in futures:
+                    await future
+                await consumer.commit()
+                copied += len(futures)
+            assert first is not None
+            elapsed = time.perf_counter() - first
+    finally:
+        await consumer.stop()
+    return {
+        "events": copied,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(copied / elapsed, 1),
+        "preload_events_per_s": round(len(inputs) / preload_s, 1),
+    }
+
+
+# --------------------------------------------------------------------------- Clarion
+
+
+async def clarion_pipeline(
+    bootstrap: str, workdir: Path, inputs: list[Input], profiles: list[Profile],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Start a worker, seed profiles, then produce every event as fast as possible and time
+    from the first lane record (ingest's output) until the worker has processed it all."""
+    async with clarion_worker(
+        bootstrap, workdir, args.partitions, "throughput", args.worker_loglevel
+    ) as clarion:
+        await seed_profiles(clarion, profiles, timeout_s=30)
+        log.info("clarion: %d profiles applied", len(profiles))
+        cpu_before = clarion.cpu_seconds()
+        async with kafka_producer(bootstrap, linger_ms=5) as producer:
+            produce_started = time.time()
+            produce_s = await send_all(
+                producer, [(clarion.topic(i.ingress), i.key, i.value) for i in inputs]
+            )
+        log.info("clarion: produced %d events in %.2f s", len(inputs), produce_s)
+        figures = await _wait_and_measure(clarion, len(inputs), args.stall)
+        cpu_after, cpu_wall = clarion.cpu_seconds(), time.time() - produce_started
+    figures["input_events_per_s"] = round(len(inputs) / produce_s, 1)
+    first_lane, last_output = figures.pop("first_lane_ts"), figures.pop("last_output_ts")
+    if first_lane is not None and last_output is not None:
+        span = last_output - first_lane
+        figures["seconds"] = round(span, 3)
+        figures["events_per_s"] = round(len(inputs) / span, 1)
+        figures["deliveries_per_s"] = round(figures["deliveries"] / span, 1)
+        figures["receipts_per_s"] = round(figures["receipts"] / span, 1)
+        # Also from the first event produced: includes ingest's start on the first batch.
+        figures["events_per_s_from_first_produce"] = round(
+            len(inputs) / (last_output - produce_started), 1
+        )
+    if cpu_before is not None and cpu_after is not None:
+        # ~1.0 means the (single-threaded) worker was CPU-bound the whole time.
+        figures["worker_cpu_utilisation"] = round((cpu_after - cpu_before) / cpu_wall, 2)
+    return figures
+
+
+async def _wait_and_measure(clarion: Clarion, events: int, stall_s: float) -> dict[str, Any]:
+    """Wait until ingest has turned every event into a notification and the worker's group
+    has committed every ingress and lane record (Faust commits only what its agents
+    finished), i.e. route has delivered, folded into a digest window or dropped them all.
+
+    Not "until every receipt is in": since aggregation, social and bulk notifications sit
+    in 30-60 s (marketing: 1 h) windows by design, and the ticks flushing them keep
+    producing deliveries long after the input is absorbed."""
+    lanes = [clarion.topic(lane_topic(lane)) for lane in Lane]
+    deliveries = [clarion.topic(delivery_topic(ch, lane)) for ch in Channel for lane in Lane]
+    routed = [clarion.topic(name) for name in INGRESS] + lanes
+    receipts = clarion.topic(RECEIPTS)
+    async with (
+        offsets_reader(clarion.bootstrap) as reader,
+        kafka_admin(clarion.bootstrap) as admin,
+    ):
+        state, changed, last_log = (-1, -1), time.monotonic(), 0.0
+        while True:
+            done = await record_count(reader, lanes)
+            lag = await group_lag(admin, reader, clarion.app_id, routed)
+            if done >= events and lag == 0:
+                break
+            if (done, lag) != state:
+                state, changed = (done, lag), time.monotonic()
+            elif time.monotonic() - changed > stall_s:
+                log.warning("clarion: no progress for %.0f s (%d/%d notifications, %d records "
+                            "not routed); log tail:\n%s", stall_s, done, events, lag,
+                            clarion.worker.log_tail())
+                break
+            if time.monotonic() - last_log > 5:
+                last_log = time.monotonic()
+                log.info("clarion: %d/%d notifications, %d ingress/lane records not yet routed",
+                         done, events, lag)
+            await asyncio.sleep(0.25)
+        # The end: the last record the worker wrote for an event, i.e. deliveries, receipts
+        # or table changelogs (a notification folded into a window only writes `digests`).
+        # Taken right away; Faust commits every 2.8 s, so it is known to within that.
+        changelogs = [t for t in await admin.list_topics()
+                      if t.startswith(clarion.app_id + "-") and t.endswith("-changelog")]
+        last_output = await edge_timestamp(reader, [*deliveries, receipts, *changelogs], last=True)
+        return {
+            "complete": done >= events and lag == 0,
+            "events": events,
+            "notifications": done,
+            "deliveries": await record_count(reader, deliveries),
+            # Deliveries the sinks had not finished when route had: small if they keep up.
+            "deliveries_not_yet_sunk": await group_lag(
+                admin, reader, clarion.app_id, deliveries
+            ),
+            "receipts": await record_count(reader, [receipts]),
+            "receipts_by_status": await statuses(reader, receipts),
+            "dead_lettered": await record_count(reader, [clarion.topic(DLQ_EVENTS)]),
+            "first_lane_ts": await edge_timestamp(reader, lanes, last=False),
+            "last_output_ts": last_output,
+        }
+
+
+async def statuses(consumer: AIOKafkaConsumer, topic: str) -> dict[str, int]:
+    """Receipts per status (delivered, sent, throttled, suppressed…), read after the run."""
+    tps = await partitions_of(consumer, topic)
+    ends = await consumer.end_offsets(tps)
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    counts: Counter[str] = Counter()
+    remaining = dict(ends)
+    deadline = time.monotonic() + 60
+    while any(left > 0 for left in remaining.values()) and time.monotonic() < deadline:
+        batch = await consumer.getmany(timeout_ms=500)
+        for tp, records in batch.items():
+            remaining[tp] = ends[tp] - (records[-1].offset + 1)
+            for r in records:
+                # A regex, not a JSON parse: only the status is needed, and it is fast.
+                match = _STATUS.search(r.value)
+                counts[match.group(1).decode() if match else "?"] += 1
+    consumer.unsubscribe()
+    return dict(counts.most_common())
+
+
+# --------------------------------------------------------------------------- report
+
+
+async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> Report:
+    rng = random.Random(args.seed)
+    users = user_ids(args.users)
+    profiles = make_profiles(users, rng)
+    inputs = build_inputs(args.events, users, rng)
+
+    # Baseline first, while no worker competes for the 2 cores.
+    raw = await raw_passthrough(bootstrap, inputs, args.partitions)
+    log.info("raw: %.0f events/s", raw["events_per_s"])
+    clarion = await clarion_pipeline(bootstrap, workdir, inputs, profiles, args)
+    log.info("clarion: %s events/s", clarion.get("events_per_s"))
+
+    figures: dict[str, Any] = {
+        "benchmark": "throughput",
+        "events": args.events,
+        "users": args.users,
+        "partitions": args.partitions,
+        "clarion": clarion,
+        "raw": raw,
+        "ratio_events_per_s": ratio(clarion.get("events_per_s"), raw["events_per_s"]),
+    }
+    rows = [
+        ("events/s (end to end)", clarion.get("events_per_s"), raw["events_per_s"],
+         figures["ratio_events_per_s"]),
+        ("deliveries/s", clarion.get("deliveries_per_s"), "-", "-"),
+        ("receipts/s", clarion.get("receipts_per_s"), "-", "-"),
+        ("measured span (s)", clarion.get("seconds"), raw["seconds"], "-"),
+        ("input rate, events/s (producer)", clarion["input_events_per_s"],
+         raw["preload_events_per_s"], "-"),
+        ("worker CPU utilisation", clarion.get("worker_cpu_utilisation"), "-", "-"),
+    ]  # fmt: skip
+    by_status = ", ".join(f"{k} {v}" for k, v in clarion["receipts_by_status"].items())
+    markdown = "\n\n".join([
+        "# Throughput: Clarion end to end vs raw aiokafka pass-through",
+        f"{args.events} events ({', '.join(k for k, _ in MIX)}) to {args.users} users, "
+        f"{args.partitions} partitions, one worker, one local broker.",
+        markdown_table(("figure", "Clarion", "raw pass-through", "ratio"), rows),
+        f"Clarion: {clarion['notifications']} notifications, {clarion['deliveries']} "
+        f"deliveries, {clarion['receipts']} receipts ({by_status}), "
+        f"{clarion['dead_lettered']} dead-lettered; complete: {clarion['complete']}.",
+        "Clarion is timed from the first record on a lane topic to the last record the worker "
+        "wrote (deliveries, receipts, table changelogs) once its consumer group has committed "
+        "every ingress and lane record, i.e. route has delivered, folded into a digest window "
+        "or dropped every notification; Faust commits every 2.8 s, so the end is known to "
+        "within that. Digests go out when their window closes (30-60 s, marketing 1 h), not "
+        f"within the span; deliveries the sinks had not finished at the end: "
+        f"{clarion['deliveries_not_yet_sunk']}. The raw pass-through is timed from its first "
+        "fetched batch to its last acked send.",
+    ])  # fmt: skip
+    return Report(figures, markdown)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--worker-loglevel", default="info",
+                        choices=["crit", "error", "warn", "info", "debug"])
+    parser.add_argument("--stall", type=float, default=30.0,
+                        help="give up waiting once the worker made no progress this long")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="stop everything after this many seconds "
+                             "(default: 120 + events/100, i.e. at least 100 events/s)")
+    args = parser.parse_args(argv)
+    if args.timeout is None:
+        args.timeout = 120 + args.events / 100
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_benchmark("throughput", lambda b, w: benchmark(args, b, w), args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
