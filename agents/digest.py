@@ -38,7 +38,7 @@ import faust
 from aiokafka.partitioner import murmur2
 from faust.types import TP
 
-from agents import emit
+from agents import emit, positions
 from logic import windows
 from logic.lanes import quiet_end
 from schemas.common import Lane
@@ -46,7 +46,7 @@ from schemas.digests import DigestWindow
 from schemas.notifications import Notification
 from streams import topics
 from streams.app import app
-from streams.catalog import lane_topic
+from streams.catalog import INGRESS, lane_topic
 from tables.state import digests
 
 log = logging.getLogger("clarion.digest")
@@ -73,7 +73,6 @@ class WindowIndex:
         self.applied: dict[LaneP, dict[str, int]] = defaultdict(dict)
         self.closed_until: dict[LaneP, float] = {}
         self.stream_time: dict[LaneP, float] = {}
-        self.processed_next: dict[LaneP, int] = {}
         self.partitions: frozenset[int] | None = None
         self.stale = True  # set on every (re)assignment; checked per message, cheaply
         # Windows being flushed right now (the flush awaits the broker); others wait on it.
@@ -96,9 +95,8 @@ class WindowIndex:
         self.heaps.clear()
         self.applied.clear()
         self.closed_until.clear()
-        for mapping in (self.stream_time, self.processed_next):
-            for lp in [lp for lp in mapping if lp[1] not in kept & assigned]:
-                del mapping[lp]
+        for lp in [lp for lp in self.stream_time if lp[1] not in kept & assigned]:
+            del self.stream_time[lp]
         windows_seen = 0
         for key, value in digests.items():
             if key.startswith(_PROGRESS_PREFIX):
@@ -128,36 +126,30 @@ class WindowIndex:
     def observe(self, lane: Lane, partition: int, offset: int, timestamp: float) -> None:
         """Every lane record processed moves stream time and the processed position."""
         lp = (lane, partition)
-        self.processed_next[lp] = offset + 1
+        positions.observe(TP(_settings.topic(lane_topic(lane)), partition), offset)
         self.stream_time[lp] = max(self.stream_time.get(lp, 0.0), timestamp)
 
     def cutoff(self, lane: Lane, partition: int, now: float) -> float:
-        """Windows with a deadline at or before this may flush."""
-        lp = (lane, partition)
-        tp = TP(_settings.topic(lane_topic(lane)), partition)
-        highwater = app.consumer.highwater(tp)
-        position = self.processed_next.get(lp)
-        if position is None:
-            # Nothing processed since start: resume from the committed position. Faust keeps
-            # it on the consumer after seeking there on assignment.
-            committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
-            position = committed or 0
-        if highwater is not None and position >= highwater:
+        """Windows with a deadline at or before this may flush: the wall clock once nothing
+        older can still arrive (the lane partition and the ingress partitions feeding it
+        are caught up), else stream time."""
+        feeding = [TP(_settings.topic(name), partition) for name in INGRESS]
+        feeding = [tp for tp in feeding if positions.owned(tp)]
+        feeding.append(TP(_settings.topic(lane_topic(lane)), partition))
+        if all(positions.caught_up(tp) for tp in feeding):
             return now
-        return self.stream_time.get(lp, 0.0)
+        return self.stream_time.get((lane, partition), 0.0)
 
 
 index = WindowIndex()
 
 
-@app.on_partitions_revoked.connect
-async def _on_revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+def _mark_stale(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     index.stale = True
 
 
-@app.on_partitions_assigned.connect
-async def _on_assigned(app: Any, assigned: Any, **kwargs: Any) -> None:
-    index.stale = True
+app.on_partitions_revoked.connect(_mark_stale)
+app.on_partitions_assigned.connect(_mark_stale)
 
 
 def _load(key: bytes) -> DigestWindow | None:
@@ -268,14 +260,12 @@ async def flush_due(partition: int, now: float) -> int:
     return flushed
 
 
-@app.timer(interval=_settings.tick_interval_s)
 async def send_ticks() -> None:
     now = time.time()
     for partition in index.assigned():
         await topics.ticks.send(value=now, partition=partition)
 
 
-@app.agent(topics.ticks, name="digest.ticks", concurrency=1)
 async def on_tick(stream: faust.StreamT[float]) -> None:
     async for event in stream.events():
         if app.should_stop:  # shutting down: the next owner flushes
@@ -284,3 +274,9 @@ async def on_tick(stream: faust.StreamT[float]) -> None:
         flushed = await flush_due(event.message.partition, time.time())
         if flushed:
             log.debug("flushed %d windows in partition %d", flushed, event.message.partition)
+
+
+# Only a worker that serves a lane with windows ticks (a critical-only worker has none).
+if _settings.served_lanes & set(DIGEST_LANES):
+    app.timer(interval=_settings.tick_interval_s)(send_ticks)
+    app.agent(topics.ticks, name="digest.ticks", concurrency=1)(on_tick)

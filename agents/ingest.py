@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import faust
 from faust.types import Message
 
+from agents import positions
 from logic.classify import to_notification
 from logic.dedupe import is_duplicate
 from logic.rules import load_rules
@@ -19,6 +20,7 @@ from logic.validation import Rejection, decode_event
 from schemas.events import LiveStartedEvent
 from streams import topics
 from streams.app import app
+from streams.catalog import INGRESS_LANE
 from tables.state import seen_events
 
 log = logging.getLogger("clarion.ingest")
@@ -40,6 +42,7 @@ def dlq_headers(message: Message, rejection: Rejection, now: datetime) -> dict[s
 async def _ingest(stream: faust.StreamT) -> None:
     async for event in stream.events():
         message = event.message
+        positions.observe(message.tp, message.offset)
         now = datetime.now(UTC)
         decoded = decode_event(message.value, _settings.max_event_bytes)
         if isinstance(decoded, Rejection):
@@ -73,4 +76,5 @@ async def _ingest(stream: faust.StreamT) -> None:
 # One agent per ingress topic, so a backlog on one domain's topic is not queued in front
 # of another's. concurrency=1: the agent writes a table (FAUST_NOTES.md, "Agents and tables").
 for _name, _topic in topics.ingress.items():
-    app.agent(_topic, name=f"ingest.{_name}", concurrency=1)(_ingest)
+    if INGRESS_LANE[_name] in _settings.served_lanes:
+        app.agent(_topic, name=f"ingest.{_name}", concurrency=1)(_ingest)

@@ -59,5 +59,5 @@ def _make_route(lane: Lane) -> None:
     app.agent(topics.lanes[lane], name=f"route.{lane.value}", concurrency=1)(route)
 
 
-for _lane in Lane:
+for _lane in _settings.served_lanes:
     _make_route(_lane)

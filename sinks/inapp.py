@@ -6,7 +6,7 @@ from __future__ import annotations
 import faust
 
 from logic.inbox import append_item, contains, next_seq
-from schemas.common import Channel, Lane
+from schemas.common import Channel
 from schemas.notifications import Delivery, InboxItem, ReceiptStatus
 from sinks import receipts
 from sinks.hub import Hub
@@ -46,7 +46,7 @@ async def _deliver_in_app(stream: faust.StreamT[Delivery]) -> None:
         await receipts.record(delivery, ReceiptStatus.DELIVERED if live else ReceiptStatus.SENT)
 
 
-for _lane in Lane:
+for _lane in app.settings.served_lanes:
     app.agent(
         topics.deliveries[(Channel.IN_APP, _lane)],
         name=f"sink.in_app.{_lane.value}",

@@ -9,7 +9,7 @@ from typing import IO
 import faust
 
 from logic.masking import mask_address
-from schemas.common import Channel, Lane
+from schemas.common import Channel
 from schemas.notifications import Delivery, ReceiptStatus
 from sinks import receipts
 from streams import topics
@@ -48,7 +48,7 @@ async def _deliver_to_outbox(stream: faust.StreamT[Delivery]) -> None:
 for _channel in Channel:
     if _channel is Channel.IN_APP:
         continue
-    for _lane in Lane:
+    for _lane in _settings.served_lanes:
         app.agent(
             topics.deliveries[(_channel, _lane)],
             name=f"sink.outbox.{_channel.value}.{_lane.value}",

@@ -28,6 +28,16 @@ INGRESS_FOR_TYPE = {
     "security_alert": "events.security",
     "marketing": "events.marketing",
 }
+# The lane each ingress topic mostly feeds: a worker that serves only some lanes
+# (CLARION_LANES) ingests only these topics. An event on the "wrong" topic still reaches
+# its own lane through the lane topics; it just shares that ingest.
+INGRESS_LANE = {
+    "events.payments": Lane.CRITICAL,
+    "events.security": Lane.CRITICAL,
+    "events.messaging": Lane.HIGH,
+    "events.social": Lane.SOCIAL,
+    "events.marketing": Lane.BULK,
+}
 PREFERENCES = "preferences"
 CONTACTS = "contacts"
 BROADCASTS = "broadcasts"

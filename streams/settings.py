@@ -8,8 +8,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.common import Lane
 
 
 class Settings(BaseSettings):
@@ -21,6 +23,14 @@ class Settings(BaseSettings):
         description="Kafka bootstrap servers, comma separated host:port.",
     )
     app_id: str = Field(default="clarion", description="Faust app id = consumer group id.")
+    lanes: str = Field(
+        default="all",
+        description=(
+            "Lanes this worker serves: 'all', or a comma list such as 'critical' or "
+            "'high,social,bulk'. Give each set its own CLARION_APP_ID (consumer group) so a "
+            "burst on one lane cannot hold up another's consumer."
+        ),
+    )
     topic_prefix: str = Field(
         default="", description="Prepended to every topic name (isolates tests and tenants)."
     )
@@ -63,6 +73,22 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def served_lanes(self) -> frozenset[Lane]:
+        if self.lanes.strip() == "all":
+            return frozenset(Lane)
+        return frozenset(Lane(part.strip()) for part in self.lanes.split(",") if part.strip())
+
+    @field_validator("lanes")
+    @classmethod
+    def _known_lanes(cls, value: str) -> str:
+        if value.strip() != "all":
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            unknown = [p for p in parts if p not in {lane.value for lane in Lane}]
+            if unknown or not parts:
+                raise ValueError(f"unknown lanes {unknown}; use 'all' or {[x.value for x in Lane]}")
+        return value
 
 
 @lru_cache(maxsize=1)

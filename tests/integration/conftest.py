@@ -47,9 +47,16 @@ class Pipeline:
         return self.worker.base_url
 
 
-def start_pipeline(bootstrap: str, tmp: Path, partitions: int = 4, **extra_env: str) -> Pipeline:
+def start_pipeline(
+    bootstrap: str,
+    tmp: Path,
+    partitions: int = 4,
+    prefix: str | None = None,
+    app_id: str | None = None,
+    **extra_env: str,
+) -> Pipeline:
     run = uuid.uuid4().hex[:8]
-    prefix, app_id = f"t{run}.", f"clarion-t{run}"
+    prefix, app_id = prefix or f"t{run}.", app_id or f"clarion-t{run}"
     outbox = tmp / "outbox.jsonl"
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
