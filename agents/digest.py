@@ -35,12 +35,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from agents import emit, positions
 from logic import windows
 from logic.lanes import quiet_end
+from logic.partitioning import partition_of
 from schemas.common import Lane
 from schemas.digests import DigestWindow
 from schemas.notifications import Notification
@@ -55,11 +55,6 @@ DIGEST_LANES = (Lane.HIGH, Lane.SOCIAL, Lane.BULK)
 _PROGRESS_PREFIX = b"\x00progress\x1f"
 _ACK_TIMEOUT_S = 10.0
 LaneP = tuple[Lane, int]
-
-
-def partition_of(recipient_id: str) -> int:
-    """The partition a user id key lands in (Kafka's default murmur2 partitioner)."""
-    return (murmur2(recipient_id.encode()) & 0x7FFFFFFF) % _settings.partitions
 
 
 class WindowIndex:
@@ -109,7 +104,7 @@ class WindowIndex:
                     )
                 continue
             w = DigestWindow.model_validate(value)
-            lp = (w.lane, partition_of(w.recipient_id))
+            lp = (w.lane, partition_of(w.recipient_id, _settings.partitions))
             heapq.heappush(self.heaps[lp], (w.deadline, key))
             self._merge(lp, w.sources)
             windows_seen += 1

@@ -130,3 +130,12 @@ def test_expiry_follows_the_latest_event() -> None:
     w = windows.open_window(early, "g", 0.0, 30.0, 0.0)
     w = windows.add_to_window(w, late, 3, None)
     assert w.expires_at == late.expires_at.timestamp()  # type: ignore[union-attr]
+
+
+def test_partition_of_matches_kafkas_default_partitioner() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from logic.partitioning import partition_of
+
+    for user in ("alice", "bob", "user-12345", "star"):
+        assert partition_of(user, 8) == DefaultPartitioner()(user.encode(), list(range(8)), [])
