@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
-from logic.buckets import from_json, to_json
+from logic.buckets import BucketLimit, BucketState, from_json, to_json
 from logic.render import default_renderer
 from logic.routing import RoutePlan, plan_deliveries
 from logic.rules import load_rules
@@ -42,16 +42,10 @@ def _bucket_key(recipient_id: str, channel: Channel) -> bytes:
     return f"{recipient_id}\x1f{channel.value}".encode()
 
 
-def seconds_until_tokens(
-    p: RoutePlan, n: Notification, prefs: Preferences | None, now: float
-) -> float:
-    channels = {d.channel for d in p.deliveries}
-    limits = {ch: limit_for(rules, n.category, ch, prefs) for ch in channels}
-    states = {ch: from_json(buckets.get(_bucket_key(n.recipient_id, ch))) for ch in channels}
-    return wait_needed(channels, limits, states, now)
-
-
-def _take(p: RoutePlan, n: Notification, prefs: Preferences | None, now: float) -> Throttle:
+def _buckets(
+    p: RoutePlan, n: Notification, prefs: Preferences | None
+) -> tuple[set[Channel], dict[Channel, BucketLimit | None], dict[Channel, BucketState | None]]:
+    """The plan's channels, their limits, and the bucket state of each limited one."""
     channels = {d.channel for d in p.deliveries}
     limits = {ch: limit_for(rules, n.category, ch, prefs) for ch in channels}
     states = {
@@ -59,7 +53,17 @@ def _take(p: RoutePlan, n: Notification, prefs: Preferences | None, now: float) 
         for ch, limit in limits.items()
         if limit is not None
     }
-    result = take_tokens(channels, limits, states, now)
+    return channels, limits, states
+
+
+def seconds_until_tokens(
+    p: RoutePlan, n: Notification, prefs: Preferences | None, now: float
+) -> float:
+    return wait_needed(*_buckets(p, n, prefs), now)
+
+
+def _take(p: RoutePlan, n: Notification, prefs: Preferences | None, now: float) -> Throttle:
+    result = take_tokens(*_buckets(p, n, prefs), now)
     for ch, state in result.updates.items():
         buckets[_bucket_key(n.recipient_id, ch)] = to_json(state)
     return result
