@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -144,16 +144,31 @@ class Clarion:
 
 @contextlib.asynccontextmanager
 async def clarion_worker(
-    bootstrap: str, workdir: Path, partitions: int, log_name: str, loglevel: str = "info"
+    bootstrap: str,
+    workdir: Path,
+    partitions: int,
+    log_name: str,
+    loglevel: str = "info",
+    *,
+    lanes: str = "all",
+    prefix: str | None = None,
+    app_id: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Clarion]:
     """Create Clarion's topics, start one `clarion worker` and wait until it is ready.
     Its log goes to benchmarks/out/<log_name>.worker.log (kept for post-mortems).
+
+    `lanes` is CLARION_LANES ("all", or e.g. "critical"). Workers that share one pipeline
+    pass the same `prefix` (topics) and each its own `app_id` (consumer group, tables) and
+    `workdir` (RocksDB tables, outbox); both are generated when not given. `extra_env` is
+    merged last, so it can override anything above.
 
     `loglevel` stays "info": at "warn" or above Faust installs its terminal spinner, which
     sets the root logger to DEBUG, so every debug call in Faust and aiokafka builds a
     LogRecord that is then dropped (measurably slower than "info")."""
     tag = run_tag()
-    prefix, app_id = f"b{tag}.", f"clarion-bench-{tag}"
+    prefix = f"b{tag}." if prefix is None else prefix
+    app_id = f"clarion-bench-{tag}" if app_id is None else app_id
     # Topics exist before the worker starts, so input can be produced at any time.
     await ensure_topics(
         bootstrap, all_topics(), prefix=prefix, partitions=partitions, replication_factor=1
@@ -169,6 +184,8 @@ async def clarion_worker(
         "CLARION_INAPP_TOKEN_SECRET": TOKEN_SECRET,
         # One log line per delivery would measure the logger, not the pipeline.
         "CLARION_OUTBOX_CONSOLE": "false",
+        "CLARION_LANES": lanes,
+        **(extra_env or {}),
     }
     log_path = OUT_DIR / f"{log_name}.worker.log"
     log_path.unlink(missing_ok=True)
@@ -215,13 +232,20 @@ async def seed_profiles(clarion: Clarion, profiles: Sequence[Profile], timeout_s
         records.append((clarion.topic(CONTACTS), key, encode(p.contacts)))
     async with kafka_producer(clarion.bootstrap, linger_ms=5) as producer:
         await send_all(producer, records)
+    await wait_profiles_applied(clarion, len(profiles), timeout_s)
+
+
+async def wait_profiles_applied(clarion: Clarion, count: int, timeout_s: float) -> None:
+    """Wait until `clarion` has applied `count` profiles (one write per user in each of its
+    table changelogs). Workers with their own app id each have their own changelogs: call
+    this for every one of them that shares the seeded topics."""
     changelogs = [clarion.changelog(PREFERENCES), clarion.changelog(CONTACTS)]
     async with offsets_reader(clarion.bootstrap) as reader:
         for topic in changelogs:
-            applied = await wait_for_count(reader, [topic], len(profiles), stall_s=timeout_s)
-            if applied < len(profiles):
+            applied = await wait_for_count(reader, [topic], count, stall_s=timeout_s)
+            if applied < count:
                 raise RuntimeError(
-                    f"worker applied {applied}/{len(profiles)} profiles to {topic}; log tail:\n"
+                    f"worker applied {applied}/{count} profiles to {topic}; log tail:\n"
                     + clarion.worker.log_tail()
                 )
 
