@@ -33,6 +33,8 @@ integration: $(STAMP)
 bench: $(STAMP)  ## the benchmarks; figures go in benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.throughput
 	$(BIN)/python -m benchmarks.latency
+	$(BIN)/python -m benchmarks.burst
+	$(BIN)/python -m benchmarks.aggregation
 
 clean:
 	rm -rf $(VENV) var
