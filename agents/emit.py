@@ -11,11 +11,11 @@ from typing import Any
 
 from logic.buckets import BucketLimit, BucketState, from_json, to_json
 from logic.render import default_renderer
-from logic.routing import RoutePlan, plan_deliveries
+from logic.routing import RoutePlan, notification_receipt, plan_deliveries
 from logic.rules import load_rules
 from logic.throttle import Throttle, limit_for, take_tokens, wait_needed
 from schemas.common import Channel
-from schemas.notifications import Notification, Receipt, ReceiptStatus
+from schemas.notifications import Notification, ReceiptStatus
 from schemas.users import ContactPoints, Preferences
 from sinks import receipts
 from streams import topics
@@ -91,12 +91,5 @@ async def emit(
 
 
 async def drop(n: Notification, status: ReceiptStatus, reason: str, now: float) -> None:
-    receipt = Receipt(
-        notification_id=n.notification_id,
-        recipient_id=n.recipient_id,
-        lane=n.lane,
-        status=status,
-        reason=reason,
-        at=datetime.fromtimestamp(now, UTC),
-    )
+    receipt = notification_receipt(n, status, reason, datetime.fromtimestamp(now, UTC))
     await topics.receipts.send(key=n.recipient_id.encode(), value=receipt)

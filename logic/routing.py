@@ -57,10 +57,14 @@ def plan_deliveries(
     now: datetime,
 ) -> RoutePlan:
     if notification.expires_at is not None and now >= notification.expires_at:
-        return RoutePlan((), _receipt(notification, ReceiptStatus.EXPIRED, "ttl_elapsed", now))
+        return RoutePlan(
+            (), notification_receipt(notification, ReceiptStatus.EXPIRED, "ttl_elapsed", now)
+        )
     channels = choose_channels(notification.category, rules, prefs)
     if not channels:
-        return RoutePlan((), _receipt(notification, ReceiptStatus.SUPPRESSED, "opted_out", now))
+        return RoutePlan(
+            (), notification_receipt(notification, ReceiptStatus.SUPPRESSED, "opted_out", now)
+        )
     rendered = renderer.render(notification, prefs.locale if prefs else "en")
     deliveries = tuple(
         Delivery(
@@ -84,11 +88,16 @@ def plan_deliveries(
         for target in targets_for(channel, notification.recipient_id, contacts)
     )
     if not deliveries:
-        return RoutePlan((), _receipt(notification, ReceiptStatus.SUPPRESSED, "no_contact", now))
+        return RoutePlan(
+            (), notification_receipt(notification, ReceiptStatus.SUPPRESSED, "no_contact", now)
+        )
     return RoutePlan(deliveries)
 
 
-def _receipt(n: Notification, status: ReceiptStatus, reason: str, now: datetime) -> Receipt:
+def notification_receipt(
+    n: Notification, status: ReceiptStatus, reason: str, now: datetime
+) -> Receipt:
+    """A receipt for a notification that produced no delivery (expired, suppressed…)."""
     return Receipt(
         notification_id=n.notification_id,
         recipient_id=n.recipient_id,
