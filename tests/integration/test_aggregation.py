@@ -155,3 +155,52 @@ async def test_kill_9_mid_window_still_one_notification_with_the_full_count(
         assert {f["count"] for f in found} == {10_000}
     finally:
         p.worker.stop()
+
+
+async def test_windows_flush_once_when_partitions_move_between_workers(
+    kafka_bootstrap: str, tmp_path: Path, slow_rules: Path, uid: str
+) -> None:
+    """A second worker joins mid-window (partitions move to it), then the first leaves:
+    every user still gets exactly one notification, with the full count."""
+    from logic.partitioning import partition_of
+
+    users: list[str] = []
+    i = 0
+    while len({partition_of(u, 4) for u in users}) < 4:  # one user per partition
+        candidate = f"{uid}-{i}"
+        if partition_of(candidate, 4) not in {partition_of(u, 4) for u in users}:
+            users.append(candidate)
+        i += 1
+    first = start_pipeline(kafka_bootstrap, tmp_path / "a", CLARION_RULES_PATH=str(slow_rules))
+    second = None
+    try:
+        await at_window_start()
+        for user in users:
+            await produce_likes(first, user, 1_000)
+        await collect(
+            first.bootstrap,
+            [f"{first.app_id}-digests-changelog"],
+            until=lambda kept: len(kept) >= 200,
+            timeout_s=30,
+        )
+        second = start_pipeline(
+            kafka_bootstrap,
+            tmp_path / "b",
+            prefix=first.prefix,
+            app_id=first.app_id,
+            CLARION_RULES_PATH=str(slow_rules),
+        )
+        first.worker.stop()  # everything moves to the second worker
+        for user in users:
+            found = await in_app_for(second, user, 1, timeout_s=WINDOW_S + 90)
+            assert found, f"no notification for {user}"
+        await asyncio.sleep(3)
+        counts = {
+            u: [f["count"] for f in await in_app_for(second, u, 2, timeout_s=1)] for u in users
+        }
+        print(f"after the partitions moved: {counts}")
+        assert counts == {u: [1_000] for u in users}
+    finally:
+        first.worker.stop()
+        if second is not None:
+            second.worker.stop()
