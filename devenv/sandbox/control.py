@@ -1,0 +1,49 @@
+"""``/_sandbox/*``: the HTTP face of the send log and the fault table.
+
+Lets out-of-process users (the demo, benchmarks, a shell with curl) inspect and
+steer a sandbox started with ``python -m devenv.sandbox``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from devenv.sandbox.faults import FaultRule
+from devenv.sandbox.state import SandboxState
+
+
+def setup(app: web.Application, state: SandboxState) -> None:
+    async def get_sends(request: web.Request) -> web.Response:
+        records = state.log.sends(
+            provider=request.query.get("provider"), target=request.query.get("target")
+        )
+        return web.json_response({"sends": [r.to_json() for r in records]})
+
+    async def delete_sends(request: web.Request) -> web.Response:
+        state.log.clear()
+        return web.Response(status=204)
+
+    async def get_faults(request: web.Request) -> web.Response:
+        return web.json_response({"faults": [r.to_json() for r in state.faults.rules()]})
+
+    async def post_faults(request: web.Request) -> web.Response:
+        try:
+            data = await request.json()
+            # One rule or a list of rules, so a scenario can be set in one call.
+            items = data if isinstance(data, list) else [data]
+            rules = [FaultRule.from_json(item) for item in items]
+            for rule in rules:
+                state.faults.add(rule)
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"faults": [r.to_json() for r in rules]}, status=201)
+
+    async def delete_faults(request: web.Request) -> web.Response:
+        state.faults.clear(request.query.get("provider"))
+        return web.Response(status=204)
+
+    app.router.add_get("/_sandbox/sends", get_sends)
+    app.router.add_delete("/_sandbox/sends", delete_sends)
+    app.router.add_get("/_sandbox/faults", get_faults)
+    app.router.add_post("/_sandbox/faults", post_faults)
+    app.router.add_delete("/_sandbox/faults", delete_faults)

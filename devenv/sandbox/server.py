@@ -1,0 +1,197 @@
+"""The sandbox server, run on its own thread and event loop.
+
+Its own loop is deliberate: the real SDKs are mostly synchronous (sendgrid,
+twilio, firebase-admin's ``send``), and calling them from the loop that serves
+them would deadlock. A dedicated thread makes one ``Sandbox`` usable from sync
+code (``with``) and async code (``async with``) alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from aiohttp import web
+
+from devenv.sandbox import control, fcm, sendgrid, twilio
+from devenv.sandbox.apns import APNsServer, CertificateAuthority
+from devenv.sandbox.faults import FaultRule
+from devenv.sandbox.record import SendRecord
+from devenv.sandbox.state import SandboxState
+
+PROVIDERS = (sendgrid, twilio, fcm)
+
+
+class Sandbox:
+    """Local stand-in for the providers' HTTP APIs, on ``127.0.0.1``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self._requested_port = port
+        self.port = 0
+        self.state = SandboxState()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._apns: APNsServer | None = None
+        self._ca: CertificateAuthority | None = None
+        self._ca_dir: tempfile.TemporaryDirectory[str] | None = None
+        self.apns_port = 0
+
+    # -- URLs the SDKs are configured with ------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def sendgrid_url(self) -> str:
+        return self.base_url
+
+    @property
+    def twilio_url(self) -> str:
+        return self.base_url
+
+    @property
+    def fcm_url(self) -> str:
+        return self.base_url
+
+    @property
+    def token_uri(self) -> str:
+        return f"{self.base_url}{fcm.TOKEN_PATH}"
+
+    @property
+    def apns_url(self) -> str:
+        """TLS + HTTP/2 endpoint; see ``devenv.sandbox.apns`` for pointing aioapns at it."""
+        return f"https://{self.host}:{self.apns_port}"
+
+    @property
+    def apns_ca_file(self) -> Path:
+        """PEM of the CA that signed the APNs certificate (for other processes)."""
+        assert self._ca_dir is not None, "sandbox not started"
+        return Path(self._ca_dir.name) / "apns-ca.pem"
+
+    def apns_ssl_context(self) -> ssl.SSLContext:
+        """A client context trusting the sandbox's APNs certificate."""
+        return ssl.create_default_context(cafile=str(self.apns_ca_file))
+
+    def urls(self) -> dict[str, str]:
+        return {
+            "sendgrid": self.sendgrid_url,
+            "twilio": self.twilio_url,
+            "fcm": self.fcm_url,
+            "fcm_token_uri": self.token_uri,
+            "apns": self.apns_url,
+            "apns_ca_file": str(self.apns_ca_file),
+            "control": f"{self.base_url}/_sandbox",
+        }
+
+    # -- in-process control --------------------------------------------------------
+    def sends(self, provider: str | None = None, target: str | None = None) -> list[SendRecord]:
+        return self.state.log.sends(provider, target)
+
+    def inject(self, provider: str, **kwargs: object) -> FaultRule:
+        rule = FaultRule.from_json({"provider": provider, **kwargs})
+        self.state.faults.add(rule)
+        return rule
+
+    def clear_faults(self, provider: str | None = None) -> None:
+        self.state.faults.clear(provider)
+
+    def clear_sends(self) -> None:
+        self.state.log.clear()
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("sandbox already started")
+        ready = threading.Event()
+        errors: list[BaseException] = []
+        self._loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self._serve())
+            except BaseException as exc:  # reported to start()'s caller below
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="provider-sandbox", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if errors:
+            self._thread.join()
+            self._thread = None
+            raise errors[0]
+
+    async def _serve(self) -> None:
+        self.state.stopping = asyncio.Event()
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        for provider in (*PROVIDERS, control):
+            provider.setup(app, self.state)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self._requested_port)
+        await site.start()
+        # Port 0 asks the OS for a free port; read back which one it chose.
+        self.port = int(self._runner.addresses[0][1])
+        # APNs needs its own port: it speaks TLS + HTTP/2, not aiohttp's HTTP/1.1.
+        self._ca = CertificateAuthority()
+        self._ca_dir = tempfile.TemporaryDirectory(prefix="clarion-sandbox-")
+        self.apns_ca_file.write_bytes(self._ca.ca_pem)
+        self._apns = APNsServer(self.state, self._ca)
+        self.apns_port = await self._apns.start(self.host)
+
+    async def _shutdown(self) -> None:
+        assert self.state.stopping is not None
+        self.state.stopping.set()
+        if self._apns is not None:
+            await self._apns.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._ca_dir is not None:
+            self._ca_dir.cleanup()
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+        self._thread = None
+        self._loop = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        # start/stop block briefly on the server thread; keep the caller's loop free.
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
