@@ -118,10 +118,10 @@ class WindowIndex:
         for tp, offset in sources.items():
             marks[tp] = max(marks.get(tp, -1), offset)
 
-    def observe(self, lane: Lane, partition: int, offset: int, timestamp: float) -> None:
+    def observe(self, lane: Lane, tp: TP, offset: int, timestamp: float) -> None:
         """Every lane record processed moves stream time and the processed position."""
-        lp = (lane, partition)
-        positions.observe(TP(_settings.topic(lane_topic(lane)), partition), offset)
+        lp = (lane, tp.partition)
+        positions.observe(tp, offset)
         self.stream_time[lp] = max(self.stream_time.get(lp, 0.0), timestamp)
 
     def cutoff(self, lane: Lane, partition: int, now: float) -> float:

@@ -34,7 +34,7 @@ def _make_route(lane: Lane) -> None:
             now = time.time()
             digest.index.ensure_current()
             ts = window_time(n.occurred_at.timestamp(), message.timestamp)
-            digest.index.observe(lane, message.partition, message.offset, ts)
+            digest.index.observe(lane, message.tp, message.offset, ts)
             if n.expires_at is not None and now >= n.expires_at.timestamp():
                 await emit.drop(n, ReceiptStatus.EXPIRED, "ttl_elapsed", now)
                 continue

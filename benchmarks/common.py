@@ -11,7 +11,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from aiokafka.structs import TopicPartition
 
 from devenv.kafka import kafka_broker
 from devenv.traffic import contacts_for, preferences_for
-from devenv.worker import WorkerProcess
+from devenv.worker import WorkerProcess, worker_env
 from streams.admin import ensure_topics
 from streams.catalog import CONTACTS, PREFERENCES, all_topics
 
@@ -103,12 +102,6 @@ def run_tag() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def cpu_seconds(pid: int) -> float | None:
     """User+system CPU time a process has used (Linux /proc), to tell CPU-bound from waiting."""
     try:
@@ -173,20 +166,20 @@ async def clarion_worker(
     await ensure_topics(
         bootstrap, all_topics(), prefix=prefix, partitions=partitions, replication_factor=1
     )
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "CLARION_TOPIC_PREFIX": prefix,
-        "CLARION_APP_ID": app_id,
-        "CLARION_PARTITIONS": str(partitions),
-        "CLARION_DATA_DIR": str(workdir / "data"),
-        "CLARION_WEB_PORT": str(free_port()),
-        "CLARION_OUTBOX_PATH": str(workdir / "outbox.jsonl"),
-        "CLARION_INAPP_TOKEN_SECRET": TOKEN_SECRET,
-        # One log line per delivery would measure the logger, not the pipeline.
-        "CLARION_OUTBOX_CONSOLE": "false",
-        "CLARION_LANES": lanes,
-        **(extra_env or {}),
-    }
+    env = worker_env(
+        bootstrap,
+        prefix=prefix,
+        app_id=app_id,
+        partitions=partitions,
+        workdir=workdir,
+        extra={
+            "CLARION_INAPP_TOKEN_SECRET": TOKEN_SECRET,
+            # One log line per delivery would measure the logger, not the pipeline.
+            "CLARION_OUTBOX_CONSOLE": "false",
+            "CLARION_LANES": lanes,
+            **(extra_env or {}),
+        },
+    )
     log_path = OUT_DIR / f"{log_name}.worker.log"
     log_path.unlink(missing_ok=True)
     worker = WorkerProcess(env, log_path, loglevel=loglevel)
@@ -207,8 +200,12 @@ async def clarion_worker(
         # and the worker's web server waits for it.
         await asyncio.shield(asyncio.to_thread(worker.stop, 20.0))
         code = worker.proc.returncode if worker.proc is not None else None
-        log.log(logging.WARNING if code == -signal.SIGKILL else logging.INFO,
-                "worker stopped in %.1f s (exit code %s)", time.monotonic() - stopping, code)
+        log.log(
+            logging.WARNING if code == -signal.SIGKILL else logging.INFO,
+            "worker stopped in %.1f s (exit code %s)",
+            time.monotonic() - stopping,
+            code,
+        )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ import logging
 import os
 import random
 import shutil
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,17 +17,11 @@ from rich.console import Console
 
 from devenv.kafka import kafka_broker
 from devenv.traffic import produce_traffic, seed_profiles, user_ids
-from devenv.worker import WorkerProcess
+from devenv.worker import WorkerProcess, worker_env
 from logic.tokens import issue_token
 from streams.settings import get_settings
 
 console = Console()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def follow_inapp(base_url: str, token: str, user: str) -> None:
@@ -52,17 +45,17 @@ async def run_demo(duration: float | None, rate: float) -> None:
     var = Path("var/demo")
     fresh_broker = not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     with kafka_broker() as bootstrap:
-        port = settings.web_port if "CLARION_WEB_PORT" in os.environ else _free_port()
-        data_dir = var / "data"
         if fresh_broker:
             # A new local broker has none of the old offsets: old table state would lie.
-            shutil.rmtree(data_dir, ignore_errors=True)
-        env = {
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "CLARION_WEB_PORT": str(port),
-            "CLARION_DATA_DIR": str(data_dir),
-            "CLARION_OUTBOX_PATH": str(var / "outbox.jsonl"),
-        }
+            shutil.rmtree(var / "data", ignore_errors=True)
+        env = worker_env(
+            bootstrap,
+            prefix=settings.topic_prefix,
+            app_id=settings.app_id,
+            partitions=settings.partitions,
+            workdir=var,
+            web_port=settings.web_port if "CLARION_WEB_PORT" in os.environ else None,
+        )
         worker = WorkerProcess(env, var / "worker.log")
         console.print(f"[bold]Kafka[/] {bootstrap} · starting worker (log: {worker.log_path})")
         with worker:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,36 @@ import httpx
 
 class WorkerFailed(RuntimeError):
     pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def worker_env(
+    bootstrap: str,
+    *,
+    prefix: str,
+    app_id: str,
+    partitions: int,
+    workdir: Path,
+    web_port: int | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of one `clarion worker`: its broker, topic prefix and consumer group,
+    and under `workdir` its own RocksDB folder and outbox. `extra` adds CLARION_* settings."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CLARION_TOPIC_PREFIX": prefix,
+        "CLARION_APP_ID": app_id,
+        "CLARION_PARTITIONS": str(partitions),
+        "CLARION_DATA_DIR": str(workdir / "data"),
+        "CLARION_WEB_PORT": str(web_port or free_port()),
+        "CLARION_OUTBOX_PATH": str(workdir / "outbox.jsonl"),
+        **(extra or {}),
+    }
 
 
 class WorkerProcess:

@@ -3,7 +3,6 @@ subprocesses isolated by their own topic prefix and app id."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devenv.kafka import kafka_broker
-from devenv.worker import WorkerProcess
+from devenv.worker import WorkerProcess, worker_env
 
 TEST_SECRET = "integration-test-secret-0123456789abcdef"
 # The packaged rules with 3-5 s aggregation windows and limits no test reaches by accident.
@@ -23,12 +22,6 @@ FAST_RULES = Path(__file__).parent / "rules_fast.toml"
 def kafka_bootstrap() -> Iterator[str]:
     with kafka_broker() as bootstrap:
         yield bootstrap
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -57,26 +50,25 @@ def start_pipeline(
 ) -> Pipeline:
     run = uuid.uuid4().hex[:8]
     prefix, app_id = prefix or f"t{run}.", app_id or f"clarion-t{run}"
-    outbox = tmp / "outbox.jsonl"
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "CLARION_TOPIC_PREFIX": prefix,
-        "CLARION_APP_ID": app_id,
-        "CLARION_PARTITIONS": str(partitions),
-        "CLARION_DATA_DIR": str(tmp / "data"),
-        "CLARION_WEB_PORT": str(free_port()),
-        "CLARION_OUTBOX_PATH": str(outbox),
-        "CLARION_INAPP_TOKEN_SECRET": TEST_SECRET,
-        "CLARION_RULES_PATH": str(FAST_RULES),
-        **extra_env,
-    }
+    env = worker_env(
+        bootstrap,
+        prefix=prefix,
+        app_id=app_id,
+        partitions=partitions,
+        workdir=tmp,
+        extra={
+            "CLARION_INAPP_TOKEN_SECRET": TEST_SECRET,
+            "CLARION_RULES_PATH": str(FAST_RULES),
+            **extra_env,
+        },
+    )
     worker = WorkerProcess(env, tmp / "worker.log").start()
     try:
         worker.wait_ready()
     except BaseException:
         worker.stop()
         raise
-    return Pipeline(bootstrap, prefix, app_id, worker, outbox)
+    return Pipeline(bootstrap, prefix, app_id, worker, Path(env["CLARION_OUTBOX_PATH"]))
 
 
 @pytest.fixture(scope="module")
