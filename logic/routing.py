@@ -78,6 +78,7 @@ def plan_deliveries(
             title=rendered.title,
             body=rendered.body,
             url=notification.object.url,
+            image_url=notification.object.image_url,
             data=notification.data,
             count=notification.count,
             occurred_at=notification.occurred_at,

@@ -21,6 +21,12 @@ class ObjectRef(BaseModel):
     id: Id
     title: ShortText | None = None
     url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    # A content-addressed, immutable media URL on a CDN. It travels by reference to FCM
+    # (notification image), APNs (mutable-content attachment), email and in-app; Clarion
+    # never downloads or proxies media.
+    image_url: Annotated[str, StringConstraints(pattern=r"^https://", max_length=2048)] | None = (
+        None
+    )
 
 
 class Audience(BaseModel):

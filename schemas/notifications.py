@@ -62,8 +62,11 @@ class Delivery(BaseModel):
     title: str
     body: str
     url: str | None = None
+    image_url: str | None = None  # by reference only (see ObjectRef.image_url)
     data: dict[str, str] = {}
     count: int = 1  # events this delivery stands for (aggregation)
+    # 0 for the first try; a retry (agents/retry.py) republishes the delivery with attempt+1.
+    attempt: int = 0
     occurred_at: datetime
     created_at: datetime
     expires_at: datetime | None = None
@@ -107,5 +110,8 @@ class InboxItem(BaseModel):
     title: str
     body: str
     url: str | None = None
+    image_url: str | None = None
     count: int = 1
     created_at: datetime
+    seen: bool = False
+    read: bool = False

@@ -27,6 +27,7 @@ def to_inbox_item(delivery: Delivery, seq: int) -> InboxItem:
         title=delivery.title,
         body=delivery.body,
         url=delivery.url,
+        image_url=delivery.image_url,
         count=delivery.count,
         created_at=delivery.created_at,
     )
