@@ -1,7 +1,8 @@
-"""Local provider sandbox: FCM, SendGrid and Twilio HTTP APIs on 127.0.0.1.
+"""Local provider sandbox: FCM, APNs, SendGrid, Twilio and a webhook consumer on 127.0.0.1.
 
-The real SDKs are pointed at it by configuration (see ``clients``), so tests,
-benchmarks and the demo exercise real client code without real providers.
+The real SDKs are pointed at it by configuration (see ``sinks.providers.clients``), so
+tests, benchmarks and the demo exercise real client code without real providers;
+``env.provider_env`` gives a worker process the settings for it.
 """
 
 from devenv.sandbox.faults import FaultRule

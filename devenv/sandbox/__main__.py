@@ -12,7 +12,9 @@ from devenv.sandbox.server import Sandbox
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Local provider sandbox (FCM, SendGrid, Twilio)")
+    parser = argparse.ArgumentParser(
+        description="Local provider sandbox (FCM, APNs, SendGrid, Twilio, webhooks)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = pick a free port")
     args = parser.parse_args(argv)

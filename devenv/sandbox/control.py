@@ -11,6 +11,13 @@ from aiohttp import web
 from devenv.sandbox.faults import FaultRule
 from devenv.sandbox.state import SandboxState
 
+# Settings that can be changed at run time, over HTTP or as Sandbox attributes.
+CONFIG_KEYS = ("sendgrid_event_webhook_url", "webhook_secret")
+
+
+def config(state: SandboxState) -> dict[str, str | None]:
+    return {key: getattr(state, key) for key in CONFIG_KEYS}
+
 
 def setup(app: web.Application, state: SandboxState) -> None:
     async def get_sends(request: web.Request) -> web.Response:
@@ -42,6 +49,24 @@ def setup(app: web.Application, state: SandboxState) -> None:
         state.faults.clear(request.query.get("provider"))
         return web.Response(status=204)
 
+    async def get_config(request: web.Request) -> web.Response:
+        return web.json_response(config(state))
+
+    async def post_config(request: web.Request) -> web.Response:
+        try:
+            data = await request.json()
+        except ValueError:
+            return web.json_response({"error": "body is not JSON"}, status=400)
+        if not isinstance(data, dict) or set(data) - set(CONFIG_KEYS):
+            return web.json_response({"error": f"known keys: {list(CONFIG_KEYS)}"}, status=400)
+        if not all(v is None or isinstance(v, str) for v in data.values()):
+            return web.json_response({"error": "values must be strings or null"}, status=400)
+        for key, value in data.items():
+            setattr(state, key, value)
+        return web.json_response(config(state))
+
+    app.router.add_get("/_sandbox/config", get_config)
+    app.router.add_post("/_sandbox/config", post_config)
     app.router.add_get("/_sandbox/sends", get_sends)
     app.router.add_delete("/_sandbox/sends", delete_sends)
     app.router.add_get("/_sandbox/faults", get_faults)

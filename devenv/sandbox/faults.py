@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 # Checked so a misspelt provider fails the setup instead of silently never matching.
-PROVIDERS = frozenset({"apns", "fcm", "sendgrid", "twilio"})
+PROVIDERS = frozenset({"apns", "fcm", "sendgrid", "twilio", "webhook"})
 
 
 @dataclass
@@ -17,7 +17,8 @@ class FaultRule:
     ``status``/``error`` describe the failure answer (``error`` is the provider's own
     code, e.g. ``UNREGISTERED`` for FCM or ``21610`` for Twilio; each provider maps a
     missing ``status`` from it). With neither set, the rule only adds latency and the
-    request then succeeds normally.
+    request then succeeds normally. SendGrid's ``error="bounce"`` (no ``status``) accepts
+    the mail and then reports a bounce through the Event Webhook.
     """
 
     provider: str

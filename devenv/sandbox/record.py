@@ -10,6 +10,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+# Where each provider carries the Clarion delivery id (see sinks/providers).
+DELIVERY_ID_KEY = "clarion_delivery_id"
 
 
 @dataclass(frozen=True)
@@ -28,14 +32,43 @@ class SendRecord:
     def idempotency_key(self) -> str | None:
         """The client's de-duplication key, whichever header the provider uses for it."""
         for name in ("Idempotency-Key", "I-Twilio-Idempotency-Token", "apns-id"):
-            for key, value in self.headers.items():
-                if key.lower() == name.lower():
-                    return value
+            value = self.header(name)
+            if value is not None:
+                return value
         return None
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
+
+    @property
+    def delivery_id(self) -> str | None:
+        """The Clarion delivery id, wherever this provider carried it; None if absent.
+
+        fcm: ``data.clarion_delivery_id``; apns: payload ``clarion_delivery_id``; sendgrid:
+        ``custom_args.clarion_delivery_id`` (a personalization's, else the mail's); twilio:
+        ``delivery_id`` in the StatusCallback query; webhook: the Clarion-Delivery-Id header.
+        """
+        payload = self.payload if isinstance(self.payload, dict) else {}
+        found: object = None
+        if self.provider == "fcm":
+            found = (payload.get("data") or {}).get(DELIVERY_ID_KEY)
+        elif self.provider == "apns":
+            found = payload.get(DELIVERY_ID_KEY)
+        elif self.provider == "sendgrid":
+            for p in payload.get("personalizations") or []:
+                found = found or ((p or {}).get("custom_args") or {}).get(DELIVERY_ID_KEY)
+            found = found or (payload.get("custom_args") or {}).get(DELIVERY_ID_KEY)
+        elif self.provider == "twilio":
+            query = parse_qs(urlsplit(str(payload.get("StatusCallback") or "")).query)
+            found = next(iter(query.get("delivery_id") or []), None)
+        elif self.provider == "webhook":
+            found = self.header("Clarion-Delivery-Id")
+        return found if isinstance(found, str) and found else None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["idempotency_key"] = self.idempotency_key
+        data["delivery_id"] = self.delivery_id
         return data
 
 

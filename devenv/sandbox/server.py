@@ -18,13 +18,15 @@ from typing import Self
 
 from aiohttp import web
 
-from devenv.sandbox import control, fcm, sendgrid, twilio
+from devenv.sandbox import control, fcm, sendgrid, twilio, webhook
 from devenv.sandbox.apns import APNsServer, CertificateAuthority
 from devenv.sandbox.faults import FaultRule
 from devenv.sandbox.record import SendRecord
 from devenv.sandbox.state import SandboxState
 
-PROVIDERS = (sendgrid, twilio, fcm)
+PROVIDERS = (sendgrid, twilio, fcm, webhook)
+# Above SendGrid's 30 MB limit, so the sandbox can answer that limit as SendGrid does.
+MAX_REQUEST_BYTES = sendgrid.MAX_REQUEST_BYTES + 2 * 1024 * 1024
 
 
 class Sandbox:
@@ -79,14 +81,44 @@ class Sandbox:
         """A client context trusting the sandbox's APNs certificate."""
         return ssl.create_default_context(cafile=str(self.apns_ca_file))
 
+    def webhook_url(self, name: str) -> str:
+        """A webhook endpoint; its sends are recorded with target ``name``."""
+        return f"{self.base_url}/webhooks/{name}"
+
+    @property
+    def webhook_secret(self) -> str | None:
+        """Secret the webhook receiver verifies Clarion-Signature with (None = no check)."""
+        return self.state.webhook_secret
+
+    @webhook_secret.setter
+    def webhook_secret(self, value: str | None) -> None:
+        self.state.webhook_secret = value
+
+    @property
+    def sendgrid_event_webhook_url(self) -> str | None:
+        """Where bounce events (``error="bounce"`` faults) are POSTed; None = dropped."""
+        return self.state.sendgrid_event_webhook_url
+
+    @sendgrid_event_webhook_url.setter
+    def sendgrid_event_webhook_url(self, value: str | None) -> None:
+        self.state.sendgrid_event_webhook_url = value
+
+    @property
+    def sendgrid_webhook_public_key(self) -> str:
+        """Event Webhook verification key, base64 DER as SendGrid shows it."""
+        return sendgrid.public_key_b64(self.state.sendgrid_events_key)
+
     def urls(self) -> dict[str, str]:
         return {
             "sendgrid": self.sendgrid_url,
+            "sendgrid_webhook_public_key": self.sendgrid_webhook_public_key,
             "twilio": self.twilio_url,
             "fcm": self.fcm_url,
             "fcm_token_uri": self.token_uri,
             "apns": self.apns_url,
             "apns_ca_file": str(self.apns_ca_file),
+            "webhook": f"{self.base_url}/webhooks",
+            "webhook_secret": self.webhook_secret or "",
             "control": f"{self.base_url}/_sandbox",
         }
 
@@ -135,7 +167,7 @@ class Sandbox:
 
     async def _serve(self) -> None:
         self.state.stopping = asyncio.Event()
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         for provider in (*PROVIDERS, control):
             provider.setup(app, self.state)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
@@ -154,10 +186,19 @@ class Sandbox:
     async def _shutdown(self) -> None:
         assert self.state.stopping is not None
         self.state.stopping.set()
+        for task in list(self.state.background):
+            task.cancel()
         if self._apns is not None:
             await self._apns.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        # A handler may still be draining a refused body (aiohttp's lingering read, e.g.
+        # after a 413); cancel what is left so no task is destroyed pending at loop close.
+        current = asyncio.current_task()
+        rest = [task for task in asyncio.all_tasks() if task is not current]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
         if self._ca_dir is not None:
             self._ca_dir.cleanup()
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from devenv.sandbox.faults import FaultRule, FaultTable
 from devenv.sandbox.record import SendLog, SendRecord
@@ -23,6 +26,20 @@ class SandboxState:
     faults: FaultTable = field(default_factory=FaultTable)
     # Created on the server's loop; set at shutdown so hanging requests end promptly.
     stopping: asyncio.Event | None = None
+    # Where SendGrid Event Webhook batches go (None = nowhere), and the key that signs them.
+    sendgrid_event_webhook_url: str | None = None
+    sendgrid_events_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
+    # Webhook requests must be signed with this (None = accept unsigned ones).
+    webhook_secret: str | None = field(default_factory=lambda: "sandbox-" + secrets.token_hex(24))
+    # Work started after an answer (event webhook posts); cancelled at shutdown.
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def apply_fault(
         self, provider: str, targets: list[str], render: ErrorRenderer

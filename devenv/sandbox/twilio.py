@@ -11,6 +11,7 @@ from devenv.sandbox.faults import FaultRule
 from devenv.sandbox.state import SandboxState
 
 PROVIDER = "twilio"
+MAX_BODY_CHARS = 1600
 E164 = re.compile(r"^(whatsapp:)?\+[1-9]\d{1,14}$")
 
 # HTTP status Twilio uses for each error code the project handles.
@@ -20,6 +21,7 @@ STATUS_FOR_CODE = {
     21211: 400,  # invalid 'To'
     21610: 400,  # recipient replied STOP
     21614: 400,  # 'To' is not a mobile number
+    21617: 400,  # body over 1600 characters
     # Really delivery failures reported later via status callback; the sandbox
     # answers them synchronously so the client's handling can be exercised.
     30003: 400,
@@ -33,6 +35,7 @@ MESSAGES = {
     21604: "A 'From' phone number is required.",
     21610: "Attempt to send to unsubscribed recipient",
     21614: "'To' number is not a valid mobile number",
+    21617: "The concatenated message body exceeds the 1600 character limit.",
     30003: "Unreachable destination handset",
     30005: "Unknown destination handset",
     30006: "Landline or unreachable carrier",
@@ -74,6 +77,8 @@ def setup(app: web.Application, state: SandboxState) -> None:
             return _error(21211)
         if not (fields.get("From") or fields.get("MessagingServiceSid")):
             return _error(21604, 400)  # "From" (or a messaging service) is required
+        if len(fields.get("Body", "")) > MAX_BODY_CHARS:
+            return _error(21617)
         fault = await state.apply_fault(PROVIDER, [to], render_error)
         if fault is not None:
             return fault

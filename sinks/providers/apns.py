@@ -1,0 +1,140 @@
+"""APNs over HTTP/2 through aioapns (token auth with a .p8 key).
+
+Headers: ``apns-id`` is derived from the delivery id (the same delivery always carries the
+same id, so APNs and logs can correlate retries); ``apns-collapse-id`` is the notification
+id (an update of the same notification replaces the previous one on the device);
+``apns-expiration`` follows ``expires_at`` and is omitted when there is none, so APNs
+stores the notification for an offline device and delivers it later (its default) -- a
+delivery without an expiry is one we want to arrive eventually.
+
+aioapns has no request timeout and binds the running loop in its constructor: the client is
+created on the first send, and every send is bounded by ``GuardedSender``'s ``wait_for``.
+aioapns does not expose response headers, so no ``retry_after_s`` for APNs 429s.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from schemas.common import Lane
+from schemas.notifications import Delivery
+from sinks.providers.base import GuardedSender, SendResult, permanent, sent, transient, ttl_seconds
+
+PROVIDER = "apns"
+URGENT_LANES = frozenset({Lane.CRITICAL, Lane.HIGH})
+# A fixed namespace, so apns-id = uuid5(namespace, delivery_id) is stable across processes.
+APNS_ID_NAMESPACE = uuid.UUID("6b0c3f9e-6a53-4d5c-9a55-3c1a2f7f0d11")
+COLLAPSE_ID_MAX_BYTES = 64
+
+REMOVE_TARGET = frozenset({"Unregistered", "BadDeviceToken", "DeviceTokenNotForTopic"})
+CREDENTIAL = frozenset({"InvalidProviderToken", "ExpiredProviderToken", "MissingProviderToken"})
+
+
+def apns_id(delivery_id: str) -> str:
+    return str(uuid.uuid5(APNS_ID_NAMESPACE, delivery_id))
+
+
+def collapse_id(notification_id: str) -> str:
+    """At most 64 bytes of UTF-8, never cutting a character in half."""
+    return notification_id.encode()[:COLLAPSE_ID_MAX_BYTES].decode(errors="ignore")
+
+
+def classify_apns(status: str | int, reason: str | None) -> SendResult:
+    """Map an APNs answer (HTTP status, ``reason``) to a result (pure: no I/O)."""
+    code = int(status)
+    if code == 200:
+        return sent()
+    label = f"apns:{reason or code}"
+    if reason in REMOVE_TARGET or code == 410:
+        return permanent(label, reason, remove_target=True)
+    if code == 413 or reason == "PayloadTooLarge":
+        return permanent("payload_too_large", reason)
+    if code == 403 or reason in CREDENTIAL:
+        # Our provider token (key id / team id / .p8) is wrong: alert, don't drop the push.
+        return transient(label, f"{reason} (credential)")
+    if code == 429 or code >= 500:
+        return transient(label, reason)
+    return permanent(label, reason)
+
+
+def build_payload(delivery: Delivery) -> dict[str, Any]:
+    aps: dict[str, Any] = {
+        "alert": {"title": delivery.title, "body": delivery.body},
+        "sound": "default",
+    }
+    payload: dict[str, Any] = {"aps": aps, "clarion_delivery_id": delivery.delivery_id}
+    if delivery.image_url:
+        aps["mutable-content"] = 1  # lets the app's service extension fetch the image
+        payload["image_url"] = delivery.image_url
+    if delivery.url:
+        payload["url"] = delivery.url
+    return payload
+
+
+async def _ignore_failure(request: Any, result: Any) -> None:
+    return None
+
+
+class ApnsSender(GuardedSender):
+    provider = PROVIDER
+
+    def __init__(
+        self,
+        *,
+        key_file: Path,
+        key_id: str,
+        team_id: str,
+        topic: str,
+        use_sandbox: bool = False,
+        apns_url: str | None = None,
+        ca_file: Path | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(timeout_s)
+        self._key = key_file.read_text()  # read now: a missing key fails at startup
+        self._options: dict[str, Any] = {
+            "key_id": key_id,
+            "team_id": team_id,
+            "topic": topic,
+            "use_sandbox": use_sandbox,
+            "apns_url": apns_url,
+            "ca_file": ca_file,
+        }
+        self._client: Any = None
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from sinks.providers.clients import apns_client
+
+            self._client = apns_client(key=self._key, **self._options)
+            # Failures are results here; aioapns would otherwise log each one at ERROR.
+            self._client.err_func = _ignore_failure
+        return self._client
+
+    async def _send(self, delivery: Delivery) -> SendResult:
+        from aioapns import NotificationRequest, PushType
+        from aioapns.exceptions import ConnectionError as APNsConnectionError
+        from aioapns.exceptions import MaxAttemptsExceeded
+
+        request = NotificationRequest(
+            device_token=delivery.target.address,
+            message=build_payload(delivery),
+            notification_id=apns_id(delivery.delivery_id),
+            time_to_live=ttl_seconds(delivery),
+            priority=10 if delivery.lane in URGENT_LANES else 5,
+            collapse_key=collapse_id(delivery.notification_id),
+            push_type=PushType.ALERT,
+        )
+        try:
+            result = await self._get_client().send_notification(request)
+        except (MaxAttemptsExceeded, APNsConnectionError, ConnectionError, OSError) as exc:
+            return transient("apns:connection", f"{type(exc).__name__}: {exc}")
+        classified = classify_apns(result.status, result.description)
+        return sent(result.notification_id) if classified.sent else classified
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            self._client.pool.close()
+            self._client = None

@@ -1,0 +1,217 @@
+"""How each real SDK is built and pointed at a base URL: configuration, not stubs.
+
+Production uses the providers' default URLs; the sandbox (``devenv/sandbox``) is reached
+by changing only the URL, so every request still goes through the SDK's own code.
+
+* sendgrid: ``SendGridAPIClient(api_key=..., host=url)`` -- a documented argument.
+* twilio: ``client.api.base_url = url`` -- the public ``base_url`` attribute of the
+  ``Api`` domain; every request URI is built from it. ``edge``/``region`` must stay
+  unset, or twilio rewrites the host into ``api.<edge>.<region>.twilio.com``.
+* firebase-admin: the FCM send URL is the hard-coded ``_MessagingService.FCM_URL`` with
+  no override (checked in 7.7), so a minimal subclass sets only its ``_fcm_url`` (and
+  the async client's retry policy) and is registered as the app's messaging service.
+* aioapns: no host option, and its proxy option is broken on Python 3.11 (it hands
+  asyncio's ``TransportSocket`` to ``create_connection(sock=...)``), so a subclass of its
+  protocol class overrides ``APNS_SERVER``/``APNS_PORT`` (and survives late answers to
+  requests that timed out; see ``_apns_protocol``).
+
+SDK imports are local so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from sinks.providers.config import GOOGLE_FCM_URL
+
+if TYPE_CHECKING:
+    import firebase_admin
+    from aioapns import APNs
+    from firebase_admin._retry import HttpxRetry
+    from sendgrid import SendGridAPIClient
+    from twilio.http import AsyncHttpClient
+    from twilio.rest import Client as TwilioClient
+
+
+def sendgrid_client(
+    base_url: str, api_key: str, timeout_s: float | None = None
+) -> SendGridAPIClient:
+    from sendgrid import SendGridAPIClient
+
+    client = SendGridAPIClient(api_key=api_key, host=base_url)
+    # python_http_client copies the timeout into every child client it builds; without
+    # one a hung request would pin its worker thread forever.
+    client.client.timeout = timeout_s
+    return client
+
+
+def twilio_client(
+    base_url: str,
+    account_sid: str,
+    auth_token: str,
+    http_client: AsyncHttpClient | None = None,
+) -> TwilioClient:
+    from twilio.rest import Client
+
+    client = Client(account_sid, auth_token, http_client=http_client)
+    client.api.base_url = base_url.rstrip("/")
+    return client
+
+
+def fcm_app(
+    service_account: dict[str, Any] | str | Path,
+    *,
+    base_url: str = GOOGLE_FCM_URL,
+    name: str,
+    timeout_s: float | None = None,
+    async_retry: HttpxRetry | None = None,
+) -> firebase_admin.App:
+    """A firebase app whose messaging service sends to ``base_url``.
+
+    ``async_retry`` replaces the async (httpx) client's retry policy; None keeps the SDK's
+    (4 retries on 500/503 with backoff).
+    """
+    import firebase_admin
+    from firebase_admin import _http_client, _utils, credentials, messaging
+
+    info: dict[str, Any] = (
+        service_account
+        if isinstance(service_account, dict)
+        else json.loads(Path(service_account).read_text())
+    )
+    certificate = credentials.Certificate(info)
+    google = base_url.rstrip("/") == GOOGLE_FCM_URL
+    if not google:
+        # Only off Google: after each token refresh google-auth (2.62) looks up a "regional
+        # access boundary" at iamcredentials.googleapis.com in a background thread. A
+        # sandbox credential must never leave loopback; real credentials keep the lookup.
+        certificate._g_credential = _loopback_only_credentials(info)
+    options = {"httpTimeout": timeout_s} if timeout_s is not None else {}
+    app = firebase_admin.initialize_app(certificate, options=options, name=name)
+    fcm_url = f"{base_url.rstrip('/')}/v1/projects/{{0}}/messages:send"
+
+    class MessagingService(messaging._MessagingService):
+        # Only the URL and the async retry policy differ; auth, encoding, error mapping
+        # are the SDK's. (Overriding the FCM_URL class attribute is not enough: __init__
+        # reads ``_MessagingService.FCM_URL`` by explicit class name.)
+        def __init__(self, app: firebase_admin.App) -> None:
+            super().__init__(app)
+            if not google:
+                self._fcm_url = fcm_url.format(self._project_id)
+            if async_retry is not None:
+                self._async_client = _http_client.HttpxAsyncClient(
+                    credential=self._credential,
+                    timeout=app.options.get("httpTimeout", _http_client.DEFAULT_TIMEOUT_SECONDS),
+                    retry_config=async_retry,
+                )
+
+        def close(self) -> None:
+            # The SDK closes its httpx client with asyncio.run(), which fails inside a
+            # running loop; async owners await ``async_client.aclose()`` before deleting.
+            if not self._async_client.async_client.is_closed:
+                super().close()
+
+    # Same per-app lazy cache ``messaging.send(app=...)`` reads: registering first makes
+    # every messaging call on this app use the subclass.
+    _utils.get_app_service(app, messaging._MESSAGING_ATTRIBUTE, MessagingService)
+    return app
+
+
+def _loopback_only_credentials(service_account: dict[str, Any]) -> Any:
+    from firebase_admin import credentials
+    from google.oauth2 import service_account as google_service_account
+
+    class LoopbackOnlyCredentials(google_service_account.Credentials):  # type: ignore[misc]
+        # Says no boundary lookup is needed; the token exchange itself (against the
+        # account's token_uri) stays google-auth's own.
+        def _is_regional_access_boundary_lookup_required(self) -> bool:
+            return False
+
+    return LoopbackOnlyCredentials.from_service_account_info(
+        service_account, scopes=credentials._scopes
+    )
+
+
+def apns_ssl_context(ca_file: str | Path | None = None) -> ssl.SSLContext:
+    """System CAs, plus ``ca_file`` when given (the sandbox's throwaway CA)."""
+    ctx = ssl.create_default_context()
+    if ca_file is not None:
+        ctx.load_verify_locations(cafile=str(ca_file))
+    return ctx
+
+
+def apns_client(
+    *,
+    key: str,
+    key_id: str,
+    team_id: str,
+    topic: str,
+    use_sandbox: bool = False,
+    apns_url: str | None = None,
+    ca_file: str | Path | None = None,
+    max_connections: int = 10,
+    max_connection_attempts: int = 3,
+) -> APNs:
+    """An aioapns client (token auth), optionally sending to ``apns_url`` instead of Apple.
+
+    Must be called with a running loop (aioapns grabs it in its constructor).
+    """
+    from aioapns import APNs
+
+    client = APNs(
+        key=key,
+        key_id=key_id,
+        team_id=team_id,
+        topic=topic,
+        use_sandbox=use_sandbox,
+        ssl_context=apns_ssl_context(ca_file),
+        max_connections=max_connections,
+        max_connection_attempts=max_connection_attempts,
+    )
+    # The pool reads protocol_class (an instance attribute) for every new connection.
+    client.pool.protocol_class = _apns_protocol(client.pool.protocol_class, apns_url)
+    return client
+
+
+def _apns_protocol(base: type[Any], apns_url: str | None) -> type[Any]:
+    host: str = base.APNS_SERVER
+    port: int = base.APNS_PORT
+    if apns_url is not None:
+        url = urlsplit(apns_url)
+        if url.scheme != "https" or url.hostname is None:
+            raise ValueError(f"need https://host[:port], got {apns_url!r}")
+        host, port = url.hostname, url.port or 443
+
+    class APNsProtocol(base):  # type: ignore[misc,valid-type]
+        # Where to connect (the same as aioapns' unless overridden) ...
+        APNS_SERVER = host
+        APNS_PORT = port
+
+        # ... and tolerance of requests their caller stopped waiting for. aioapns resolves
+        # a request's future when its answer arrives; if the caller timed out, that future
+        # is cancelled and set_result raises InvalidStateError inside data_received, which
+        # kills the connection and every stream on it (aioapns then resends those). So a
+        # cancelled request is forgotten before its late answer is matched.
+        def _forget_if_cancelled(self, notification_id: str | None) -> None:
+            future = self.requests.get(notification_id)
+            if future is not None and future.done():
+                del self.requests[notification_id]
+
+        def on_response_received(self, headers: dict[bytes, bytes]) -> None:
+            self._forget_if_cancelled(headers.get(b"apns-id", b"").decode("utf8"))
+            super().on_response_received(headers)
+
+        def on_data_received(self, data: bytes, stream_id: int) -> None:
+            self._forget_if_cancelled(self.request_streams.get(stream_id))
+            super().on_data_received(data, stream_id)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            for notification_id in list(self.requests):
+                self._forget_if_cancelled(notification_id)
+            super().connection_lost(exc)
+
+    return APNsProtocol

@@ -1,0 +1,184 @@
+"""FCM HTTP v1 through firebase-admin's async path (``send_each_async``, httpx).
+
+Retries: the SDK's own retry (4x on 500/503 with backoff, honouring Retry-After) is turned
+off here -- one attempt per send -- so a send returns well within ``send_timeout_s`` and
+the pipeline's retry (with the ``retry_after_s`` we report) owns the policy.
+
+Token refresh: the SDK's httpx auth flow refreshes OAuth tokens synchronously, which would
+block the event loop (and it refreshes and resends on every 401); the sender refreshes in a
+thread before the token goes stale, and after a 401 before the next send, and the flow's
+own 401 refresh is switched off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+from firebase_admin import exceptions as fb
+from firebase_admin import messaging
+
+from schemas.common import Lane
+from schemas.notifications import Delivery
+from sinks.providers.base import (
+    GuardedSender,
+    SendResult,
+    parse_retry_after,
+    permanent,
+    sent,
+    transient,
+    ttl_seconds,
+)
+from sinks.providers.config import GOOGLE_FCM_URL
+
+PROVIDER = "fcm"
+URGENT_LANES = frozenset({Lane.CRITICAL, Lane.HIGH})
+
+
+def _retry_after(exc: fb.FirebaseError) -> float | None:
+    response = exc.http_response
+    headers = getattr(response, "headers", None)
+    return parse_retry_after(headers.get("Retry-After")) if headers is not None else None
+
+
+def classify_fcm_error(exc: BaseException) -> SendResult:
+    """Map a firebase-admin exception to a result (pure: no I/O)."""
+    if not isinstance(exc, fb.FirebaseError):
+        return transient(f"error:{type(exc).__name__}", str(exc))
+    detail = str(exc)
+    # FCM-specific codes first: they are subclasses of the generic platform errors.
+    if isinstance(exc, messaging.UnregisteredError):
+        return permanent("fcm:UNREGISTERED", detail, remove_target=True)
+    if isinstance(exc, messaging.SenderIdMismatchError):
+        return permanent("fcm:SENDER_ID_MISMATCH", detail, remove_target=True)
+    if isinstance(exc, messaging.QuotaExceededError):
+        return transient("fcm:QUOTA_EXCEEDED", detail, _retry_after(exc))
+    if isinstance(exc, messaging.ThirdPartyAuthError):
+        # The APNs/web-push credential uploaded to Firebase is wrong: an operator problem.
+        return transient("fcm:THIRD_PARTY_AUTH_ERROR (credential)", detail)
+    if isinstance(exc, fb.InvalidArgumentError):
+        lowered = detail.lower()
+        if "too big" in lowered or "too large" in lowered:
+            return permanent("payload_too_large", detail)
+        return permanent("fcm:INVALID_ARGUMENT", detail)
+    if isinstance(exc, fb.UnauthenticatedError):
+        return transient("fcm:UNAUTHENTICATED (credential)", detail)
+    if isinstance(exc, fb.PermissionDeniedError):
+        # e.g. the FCM API is not enabled for the project: configuration, not the target.
+        return transient("fcm:PERMISSION_DENIED (credential)", detail)
+    if isinstance(exc, fb.NotFoundError):
+        # Without UNREGISTERED this is not a dead token (wrong project?): keep the target.
+        return permanent("fcm:NOT_FOUND", detail)
+    if isinstance(exc, fb.DeadlineExceededError):
+        return transient("timeout", detail)
+    return transient(f"fcm:{exc.code}", detail, _retry_after(exc))
+
+
+def build_message(delivery: Delivery, address_kind: str = "token") -> messaging.Message:
+    data = {
+        **delivery.data,
+        "clarion_delivery_id": delivery.delivery_id,
+        "clarion_notification_id": delivery.notification_id,
+    }
+    if delivery.url:
+        data["url"] = delivery.url
+    android = messaging.AndroidConfig(
+        priority="high" if delivery.lane in URGENT_LANES else "normal",
+        ttl=ttl_seconds(delivery),
+    )
+    notification = messaging.Notification(
+        title=delivery.title, body=delivery.body, image=delivery.image_url
+    )
+    target = {address_kind: delivery.target.address}
+    with warnings.catch_warnings():
+        # Message.token is deprecated in favour of fid (7.7), but registration tokens are
+        # what apps hand out today; the choice is a setting (fcm_address_kind).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return messaging.Message(data=data, notification=notification, android=android, **target)
+
+
+def _no_refresh_flow(credential: Any) -> Any:
+    from firebase_admin._http_client import GoogleAuthCredentialFlow
+
+    flow = GoogleAuthCredentialFlow(credential)
+    flow._max_refresh_attempts = 0
+    return flow
+
+
+def single_attempt_retry() -> Any:
+    from firebase_admin._retry import HttpxRetry
+
+    return HttpxRetry(max_retries=0, status_forcelist=None)
+
+
+class FcmSender(GuardedSender):
+    provider = PROVIDER
+
+    def __init__(
+        self,
+        credentials: dict[str, Any] | Path,
+        *,
+        base_url: str = GOOGLE_FCM_URL,
+        timeout_s: float = 10.0,
+        address_kind: str = "token",
+    ) -> None:
+        import firebase_admin
+
+        from sinks.providers.clients import fcm_app
+
+        super().__init__(timeout_s)
+        self.address_kind = address_kind
+        self.app: firebase_admin.App = fcm_app(
+            credentials,
+            base_url=base_url,
+            name=f"clarion-fcm-{uuid.uuid4().hex[:8]}",  # several senders may share a process
+            timeout_s=timeout_s,
+            async_retry=single_attempt_retry(),
+        )
+        self._service = messaging._get_messaging_service(self.app)
+        self._credential = self.app.credential.get_credential()
+        # The SDK's auth flow answers a 401 by refreshing synchronously (blocking the loop)
+        # and resending; here a 401 is a result, and the refresh happens in a thread.
+        self._service._async_client.async_client.auth = _no_refresh_flow(self._credential)
+        self._refresh_lock = asyncio.Lock()
+        self._force_refresh = False
+
+    async def _ensure_token(self) -> None:
+        from google.auth.credentials import TokenState
+        from google.auth.transport.requests import Request
+
+        async with self._refresh_lock:
+            if self._force_refresh or self._credential.token_state is not TokenState.FRESH:
+                await asyncio.to_thread(self._credential.refresh, Request())
+                self._force_refresh = False
+
+    async def _send(self, delivery: Delivery) -> SendResult:
+        if not delivery.target.address:
+            return permanent("fcm:INVALID_ARGUMENT", "empty registration token")
+        message = build_message(delivery, self.address_kind)
+        try:
+            await self._ensure_token()
+        except Exception as exc:  # google.auth.exceptions.* and requests errors
+            return transient(f"fcm:token_refresh_failed:{type(exc).__name__}", str(exc))
+        try:
+            batch = await messaging.send_each_async([message], app=self.app)
+        except fb.FirebaseError as exc:  # UnknownError: something outside the HTTP exchange
+            return classify_fcm_error(exc)
+        response = batch.responses[0]
+        if response.success:
+            return sent(response.message_id)
+        result = classify_fcm_error(response.exception)
+        if isinstance(response.exception, fb.UnauthenticatedError):
+            self._force_refresh = True  # our token was refused: get a new one first
+        return result
+
+    async def aclose(self) -> None:
+        import firebase_admin
+
+        await self._service._async_client.aclose()
+        with contextlib.suppress(ValueError):  # already deleted
+            firebase_admin.delete_app(self.app)

@@ -1,0 +1,145 @@
+"""SMS through Twilio Messages with the SDK's async client (aiohttp).
+
+``TwilioRestException`` carries no response headers, so the HTTP client subclass below
+keeps the last response's ``Retry-After`` in a context variable: it is set and read in the
+same task, so concurrent sends cannot see each other's value.
+
+SMS has no title: the text is "title: body" plus the URL. The status callback URL gets
+``?delivery_id=<id>`` so delivery receipts map back to the Clarion delivery.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
+
+from schemas.notifications import Delivery
+from sinks.providers.base import (
+    GuardedSender,
+    SendResult,
+    parse_retry_after,
+    permanent,
+    sent,
+    transient,
+)
+
+PROVIDER = "twilio"
+OPT_OUT = 21610  # recipient replied STOP: a legal opt-out
+REMOVE_TARGET = frozenset({21211, 21614, 30005, 30006})  # invalid / not mobile / unknown / landline
+TOO_LONG = 21617  # body over 1600 characters
+TRANSIENT_CODES = frozenset({20429, 30003, 30001, 21611})  # rate / unreachable / queue full
+CREDENTIAL_CODES = frozenset({20003})
+
+_retry_after: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "twilio_retry_after", default=None
+)
+
+
+def classify_twilio(
+    code: int | None, status: int, message: str | None = None, retry_after_s: float | None = None
+) -> SendResult:
+    """Map a Twilio error (code, HTTP status) to a result (pure: no I/O)."""
+    label = f"twilio:{code}" if code else f"http_{status}"
+    if code == OPT_OUT:
+        return permanent(label, message, opt_out=True)
+    if code in REMOVE_TARGET:
+        return permanent(label, message, remove_target=True)
+    if code == TOO_LONG or status == 413:
+        return permanent("payload_too_large", message)
+    if code in CREDENTIAL_CODES or status in (401, 403):
+        return transient(f"{label} (credential)", message)
+    if code in TRANSIENT_CODES or status in (408, 429) or status >= 500:
+        return transient(label, message, retry_after_s)
+    return permanent(label, message)
+
+
+def sms_text(delivery: Delivery) -> str:
+    text = f"{delivery.title}: {delivery.body}" if delivery.title else delivery.body
+    return f"{text} {delivery.url}" if delivery.url else text
+
+
+def status_callback(base: str | None, delivery_id: str) -> str | None:
+    if not base:
+        return None
+    joiner = "&" if "?" in base else "?"
+    return f"{base}{joiner}{urlencode({'delivery_id': delivery_id})}"
+
+
+class _HeaderKeepingClient(AsyncTwilioHttpClient):
+    async def request(self, *args: Any, **kwargs: Any) -> Response:
+        response: Response = await super().request(*args, **kwargs)
+        headers = response.headers or {}
+        _retry_after.set(headers.get("Retry-After"))
+        return response
+
+
+class TwilioSender(GuardedSender):
+    provider = PROVIDER
+
+    def __init__(
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        sms_from: str | None = None,
+        messaging_service_sid: str | None = None,
+        status_callback_url: str | None = None,
+        base_url: str = "https://api.twilio.com",
+        timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(timeout_s)
+        if not (sms_from or messaging_service_sid):
+            raise ValueError("Twilio needs sms_from or messaging_service_sid")
+        self._credentials = (account_sid, auth_token)
+        self.sms_from = sms_from
+        self.messaging_service_sid = messaging_service_sid
+        self.status_callback_url = status_callback_url
+        self.base_url = base_url
+        self._http: _HeaderKeepingClient | None = None
+        self._client: Any = None
+
+    def _get_client(self) -> Any:
+        # aiohttp's ClientSession needs the running loop: build on first send.
+        if self._client is None:
+            from sinks.providers.clients import twilio_client
+
+            self._http = _HeaderKeepingClient(timeout=self.timeout_s)
+            self._client = twilio_client(self.base_url, *self._credentials, http_client=self._http)
+        return self._client
+
+    async def _send(self, delivery: Delivery) -> SendResult:
+        from twilio.base import values
+
+        client = self._get_client()
+        _retry_after.set(None)
+        try:
+            message = await client.messages.create_async(
+                to=delivery.target.address,
+                body=sms_text(delivery),
+                from_=self.sms_from or values.unset,
+                messaging_service_sid=self.messaging_service_sid or values.unset,
+                status_callback=status_callback(self.status_callback_url, delivery.delivery_id)
+                or values.unset,
+            )
+        except (TwilioRestException, TwilioServiceException) as exc:
+            detail = exc.msg if isinstance(exc, TwilioRestException) else exc.title
+            return classify_twilio(
+                exc.code, int(exc.status), detail, parse_retry_after(_retry_after.get())
+            )
+        except TimeoutError:
+            return transient("timeout", "twilio: request timed out")
+        except aiohttp.ClientError as exc:
+            return transient("connection_error", f"{type(exc).__name__}: {exc}")
+        return sent(message.sid)
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+        self._http = None
+        self._client = None

@@ -1,0 +1,141 @@
+"""Signed JSON webhooks to the URL in ``delivery.target.address`` (httpx).
+
+Signature (Stripe style): ``Clarion-Signature: t=<unix s>,v1=<hex HMAC-SHA256>`` over
+``f"{t}.".encode() + body``. Consumers verify with ``verify`` (or its equivalent), which
+also rejects stale timestamps, so a captured request cannot be replayed later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import httpx
+
+from schemas.notifications import Delivery
+from sinks.providers.base import (
+    GuardedSender,
+    SendResult,
+    parse_retry_after,
+    permanent,
+    sent,
+    transient,
+)
+
+PROVIDER = "webhook"
+SIGNATURE_HEADER = "Clarion-Signature"
+TIMESTAMP_HEADER = "Clarion-Timestamp"
+DELIVERY_ID_HEADER = "Clarion-Delivery-Id"
+BODY_FIELDS = frozenset({
+    "delivery_id", "notification_id", "recipient_id", "category", "lane", "title", "body",
+    "url", "image_url", "data", "count", "occurred_at", "created_at",
+})  # fmt: skip
+
+
+def _key(secret: str | bytes) -> bytes:
+    return secret.encode() if isinstance(secret, str) else secret
+
+
+def _digest(secret: str | bytes, ts: int, body: bytes) -> str:
+    return hmac.new(_key(secret), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str | bytes, ts: int, body: bytes) -> str:
+    """The ``Clarion-Signature`` header value for ``body`` sent at unix time ``ts``."""
+    return f"t={ts},v1={_digest(secret, ts, body)}"
+
+
+def verify(
+    secret: str | bytes,
+    header: str,
+    body: bytes,
+    tolerance_s: float = 300,
+    now: float | None = None,
+) -> bool:
+    """True when ``header`` signs ``body`` with ``secret`` and is at most ``tolerance_s`` old."""
+    ts: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t" and value.isdigit():
+            ts = int(value)
+        elif key == "v1":
+            candidates.append(value)  # several during a secret rotation
+    if ts is None or not candidates:
+        return False
+    if abs((time.time() if now is None else now) - ts) > tolerance_s:
+        return False
+    expected = _digest(secret, ts, body)
+    # compare_digest on every candidate: constant time whatever matches.
+    return any([hmac.compare_digest(expected, c) for c in candidates])
+
+
+def webhook_body(delivery: Delivery) -> bytes:
+    fields: dict[str, Any] = delivery.model_dump(mode="json", include=set(BODY_FIELDS))
+    return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
+
+
+def classify_webhook(status: int, headers: Any = None) -> SendResult:
+    """Map the consumer's HTTP answer to a result (pure: no I/O)."""
+    if 200 <= status < 300:
+        return sent()
+    retry_after = parse_retry_after(headers.get("Retry-After")) if headers is not None else None
+    if status == 410:
+        return permanent("http_410", "endpoint disabled by consumer", remove_target=True)
+    if status == 413:
+        return permanent("payload_too_large", "consumer refused the body size")
+    if status in (408, 429) or status >= 500:
+        return transient(f"http_{status}", None, retry_after)
+    return permanent(f"http_{status}")
+
+
+class WebhookSender(GuardedSender):
+    provider = PROVIDER
+
+    def __init__(
+        self,
+        *,
+        secret: str,
+        timeout_s: float = 10.0,
+        max_connections: int = 100,
+        max_keepalive: int = 20,
+    ) -> None:
+        super().__init__(timeout_s)
+        self._secret = secret.encode()
+        self._client = httpx.AsyncClient(
+            timeout=timeout_s,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_keepalive
+            ),
+            # A redirect is the consumer's misconfiguration; following it would send the
+            # signed body somewhere nobody verified.
+            follow_redirects=False,
+            headers={"User-Agent": "Clarion-Webhook/1"},
+        )
+
+    async def _send(self, delivery: Delivery) -> SendResult:
+        body = webhook_body(delivery)
+        ts = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            DELIVERY_ID_HEADER: delivery.delivery_id,
+            TIMESTAMP_HEADER: str(ts),
+            SIGNATURE_HEADER: sign(self._secret, ts, body),
+        }
+        try:
+            response = await self._client.post(
+                delivery.target.address, content=body, headers=headers
+            )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            return permanent("webhook:invalid_url", str(exc))
+        except httpx.TimeoutException:
+            return transient("timeout", "webhook: consumer did not answer in time")
+        except httpx.TransportError as exc:
+            return transient("connection_error", f"{type(exc).__name__}: {exc}")
+        return classify_webhook(response.status_code, response.headers)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,209 @@
+"""SendGridSender (sync SDK on a thread pool) and the signed Event Webhook, against the sandbox."""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from devenv.sandbox import Sandbox
+from devenv.sandbox.sendgrid import public_key_b64
+from schemas.notifications import Delivery
+from sinks.providers import Outcome, ProviderSettings
+from sinks.providers.sendgrid import SendGridSender, parse_events
+from tests.sandbox.deliveries import HANG_TIMEOUT_S, delivery
+
+ADDRESS = "ada@example.com"
+
+
+def make(cfg: ProviderSettings, **kw: object) -> SendGridSender:
+    assert cfg.sendgrid_api_key is not None
+    options: dict[str, object] = {
+        "api_key": cfg.sendgrid_api_key.get_secret_value(),
+        "email_from": cfg.email_from,
+        "base_url": cfg.sendgrid_url,
+        "timeout_s": cfg.send_timeout_s,
+        "threads": 4,
+        **kw,
+    }
+    return SendGridSender(**options)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+async def sendgrid(cfg: ProviderSettings) -> AsyncIterator[SendGridSender]:
+    sender = make(cfg)
+    yield sender
+    await sender.aclose()
+
+
+def mail(address: str = ADDRESS, **kw: object) -> Delivery:
+    return delivery("email", address, **kw)
+
+
+async def test_send_records_mail_with_custom_args_and_message_id(
+    sb: Sandbox, sendgrid: SendGridSender
+) -> None:
+    result = await sendgrid.send(mail())
+    assert result.outcome is Outcome.SENT
+    [rec] = sb.sends("sendgrid")
+    assert result.provider_message_id == rec.message_id  # X-Message-Id
+    assert rec.delivery_id == "dlv-1"
+    body = rec.payload
+    assert body["from"] == {"email": "notifications@example.com"}
+    assert body["personalizations"][0]["to"] == [{"email": ADDRESS}]
+    assert body["subject"] == "Ada commented"
+    assert body["custom_args"] == {
+        "clarion_delivery_id": "dlv-1",
+        "clarion_notification_id": "ntf-1",
+        "clarion_recipient_id": "usr-1",
+    }
+    text, html = (c["value"] for c in body["content"])
+    assert text == "Nice <b>photo</b> & view\n\nhttps://clarion.example/p/42"
+    assert "<p>Nice &lt;b&gt;photo&lt;/b&gt; &amp; view</p>" in html  # escaped, not markup
+    assert '<img src="https://cdn.example/p/42.jpg"' in html
+    assert '<a href="https://clarion.example/p/42">' in html
+    assert rec.headers["Authorization"] == "Bearer SG.sandbox"
+
+
+async def test_rate_limit_is_transient_with_delay_from_reset_epoch(
+    sb: Sandbox, sendgrid: SendGridSender
+) -> None:
+    sb.inject("sendgrid", status=429, retry_after_s=30, times=1)
+    result = await sendgrid.send(mail())
+    assert (result.outcome, result.reason) == (Outcome.TRANSIENT, "http_429")
+    assert result.retry_after_s is not None and 28 <= result.retry_after_s <= 31
+    assert (await sendgrid.send(mail())).outcome is Outcome.SENT
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_server_errors_are_transient(
+    sb: Sandbox, sendgrid: SendGridSender, status: int
+) -> None:
+    sb.inject("sendgrid", status=status, times=1)
+    result = await sendgrid.send(mail())
+    assert (result.outcome, result.reason) == (Outcome.TRANSIENT, f"http_{status}")
+    assert result.detail == "sandbox injected fault"
+
+
+async def test_other_client_errors_are_permanent(sb: Sandbox, sendgrid: SendGridSender) -> None:
+    sb.inject("sendgrid", target="bad@example.com", status=400, error="Invalid email")
+    result = await sendgrid.send(mail("bad@example.com"))
+    assert (result.outcome, result.reason) == (Outcome.PERMANENT, "http_400")
+    # The provider's message is kept; the address never appears whole.
+    assert result.detail == "Invalid email"
+
+
+async def test_oversized_mail_is_permanent_payload_too_large(
+    sb: Sandbox, sendgrid: SendGridSender
+) -> None:
+    # Plain text and HTML copies of a 16 MiB body: over SendGrid's 30 MB per message.
+    result = await sendgrid.send(mail(body="x" * (16 * 1024 * 1024)))
+    assert (result.outcome, result.reason) == (Outcome.PERMANENT, "payload_too_large")
+    assert sb.sends() == []
+
+
+async def test_hanging_sendgrid_is_a_transient_timeout(sb: Sandbox, cfg: ProviderSettings) -> None:
+    sender = make(cfg, timeout_s=HANG_TIMEOUT_S)
+    sb.inject("sendgrid", timeout=True, hang_s=2, times=1)
+    start = time.monotonic()
+    try:
+        result = await sender.send(mail())
+    finally:
+        await sender.aclose()
+    assert (result.outcome, result.reason) == (Outcome.TRANSIENT, "timeout")
+    assert time.monotonic() - start < HANG_TIMEOUT_S + 1
+
+
+class EventReceiver:
+    """A tiny aiohttp app standing in for Clarion's Event Webhook endpoint."""
+
+    def __init__(self) -> None:
+        self.requests: asyncio.Queue[tuple[bytes, dict[str, str]]] = asyncio.Queue()
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        async def receive(request: web.Request) -> web.Response:
+            await self.requests.put((await request.read(), dict(request.headers)))
+            return web.Response(status=200)
+
+        app = web.Application()
+        app.router.add_post("/sendgrid/events", receive)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/sendgrid/events"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[EventReceiver]:
+    r = EventReceiver()
+    await r.start()
+    yield r
+    await r.stop()
+
+
+async def test_bounce_is_accepted_then_reported_by_a_signed_event_webhook(
+    sb: Sandbox, sendgrid: SendGridSender, receiver: EventReceiver
+) -> None:
+    # Configured over HTTP, as a demo or a worker in another process would.
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            f"{sb.base_url}/_sandbox/config", json={"sendgrid_event_webhook_url": receiver.url}
+        )
+    assert r.status_code == 200 and sb.sendgrid_event_webhook_url == receiver.url
+    sb.inject("sendgrid", target="gone@example.com", error="bounce")
+
+    result = await sendgrid.send(mail("gone@example.com"))
+    assert result.outcome is Outcome.SENT  # 202: queued; the bounce comes later
+    [rec] = sb.sends("sendgrid")
+
+    body, headers = await asyncio.wait_for(receiver.requests.get(), timeout=5)
+    events = parse_events(
+        body,
+        headers["X-Twilio-Email-Event-Webhook-Signature"],
+        headers["X-Twilio-Email-Event-Webhook-Timestamp"],
+        sb.sendgrid_webhook_public_key,
+    )
+    [event] = events
+    assert event["event"] == "bounce" and event["type"] == "bounce"
+    assert event["email"] == "gone@example.com"
+    assert event["reason"].startswith("550 5.1.1")
+    assert event["sg_message_id"].startswith(f"{result.provider_message_id}.")
+    assert rec.message_id == result.provider_message_id
+    assert (event["clarion_delivery_id"], event["clarion_notification_id"]) == ("dlv-1", "ntf-1")
+    assert event["clarion_recipient_id"] == "usr-1"
+    assert abs(event["timestamp"] - time.time()) < 60
+
+
+async def test_bounce_events_from_others_or_tampered_are_refused(
+    sb: Sandbox, sendgrid: SendGridSender, receiver: EventReceiver
+) -> None:
+    sb.sendgrid_event_webhook_url = receiver.url
+    sb.inject("sendgrid", error="bounce", times=1)
+    assert (await sendgrid.send(mail())).outcome is Outcome.SENT
+    body, headers = await asyncio.wait_for(receiver.requests.get(), timeout=5)
+    signature = headers["X-Twilio-Email-Event-Webhook-Signature"]
+    timestamp = headers["X-Twilio-Email-Event-Webhook-Timestamp"]
+    key = sb.sendgrid_webhook_public_key
+    assert parse_events(body, signature, timestamp, key)[0]["email"] == ADDRESS
+
+    tampered = json.dumps([{**json.loads(body)[0], "email": "x@example.com"}]).encode()
+    with pytest.raises(ValueError):
+        parse_events(tampered, signature, timestamp, key)
+    with pytest.raises(ValueError):
+        parse_events(body, signature, str(int(timestamp) + 1), key)
+    someone_else = public_key_b64(ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(ValueError):
+        parse_events(body, signature, timestamp, someone_else)
+    with pytest.raises(ValueError):
+        parse_events(body, "not base64!", timestamp, key)
