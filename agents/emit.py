@@ -6,16 +6,18 @@ Shared by `route` (notifications delivered at once) and `digest` (flushed window
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from logic.buckets import BucketLimit, BucketState, from_json, to_json
+from logic.escalation import split_for_escalation
 from logic.render import default_renderer
 from logic.routing import RoutePlan, notification_receipt, plan_deliveries
 from logic.rules import load_rules
 from logic.throttle import Throttle, limit_for, take_tokens, wait_needed
-from schemas.common import Channel
-from schemas.notifications import Notification, ReceiptStatus
+from schemas.common import Channel, Lane
+from schemas.control import EscalationStep
+from schemas.notifications import Delivery, Notification, ReceiptStatus
 from schemas.users import ContactPoints, Preferences
 from sinks import receipts
 from streams import topics
@@ -79,7 +81,22 @@ async def emit(
     throttled: frozenset[Channel] = frozenset()
     if limited and p.deliveries:
         throttled = _take(p, n, prefs, now).throttled
-    for delivery in p.deliveries:
+    deliveries: list[Delivery] = list(p.deliveries)
+    later: list[list[Delivery]] = []
+    rule = rules.for_category(n.category)
+    if n.lane is Lane.CRITICAL and rule.escalate:
+        deliveries, later = split_for_escalation(p.deliveries, rule.escalate)
+    if later:
+        step = EscalationStep(
+            notification_id=n.notification_id,
+            recipient_id=n.recipient_id,
+            lane=n.lane,
+            due_at=datetime.fromtimestamp(now, UTC) + timedelta(seconds=rule.confirm_within_s),
+            confirm_within_s=rule.confirm_within_s,
+            steps=later,
+        )
+        futures.append(await topics.escalations.send(key=key, value=step))
+    for delivery in deliveries:
         if delivery.channel in throttled:
             futures.append(await receipts.record(delivery, ReceiptStatus.THROTTLED, "rate_limited"))
         else:

@@ -78,8 +78,14 @@ BURST_TOPIC = INGRESS_FOR_TYPE["marketing"]
 
 
 def _burst_process(
-    bootstrap: str, topic: str, count: int, users: int, seed: int,
-    acked: ctypes.c_longlong, acked_after_s: ctypes.c_double, stop: MpEvent,
+    bootstrap: str,
+    topic: str,
+    count: int,
+    users: int,
+    seed: int,
+    acked: ctypes.c_longlong,
+    acked_after_s: ctypes.c_double,
+    stop: MpEvent,
 ) -> None:
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the whole process group
         asyncio.run(
@@ -88,8 +94,14 @@ def _burst_process(
 
 
 async def _produce_burst(
-    bootstrap: str, topic: str, count: int, users: int, seed: int,
-    acked: ctypes.c_longlong, acked_after_s: ctypes.c_double, stop: MpEvent,
+    bootstrap: str,
+    topic: str,
+    count: int,
+    users: int,
+    seed: int,
+    acked: ctypes.c_longlong,
+    acked_after_s: ctypes.c_double,
+    stop: MpEvent,
 ) -> None:
     """Produce up to `count` marketing events; `acked` counts the acknowledged ones and
     `acked_after_s` is when the last of them was acknowledged (seconds since the start)."""
@@ -129,9 +141,19 @@ class Burst:
         self.acked_after_s = ctx.RawValue(ctypes.c_double, 0.0)
         self.stop_event = ctx.Event()
         self.process = ctx.Process(
-            target=_burst_process, name="burst-producer", daemon=True,
-            args=(bootstrap, topic, count, users, seed, self.acked, self.acked_after_s,
-                  self.stop_event),
+            target=_burst_process,
+            name="burst-producer",
+            daemon=True,
+            args=(
+                bootstrap,
+                topic,
+                count,
+                users,
+                seed,
+                self.acked,
+                self.acked_after_s,
+                self.stop_event,
+            ),
         )
 
     @property
@@ -204,8 +226,13 @@ async def topology(
     """Fresh topics (own prefix) and the workers of one topology, stopped on exit."""
     tag = run_tag()
     prefix = f"b{tag}."
-    await ensure_topics(bootstrap, [TopicSpec("burst.raw")], prefix=prefix,
-                        partitions=partitions, replication_factor=1)
+    await ensure_topics(
+        bootstrap,
+        [TopicSpec("burst.raw")],
+        prefix=prefix,
+        partitions=partitions,
+        replication_factor=1,
+    )
     raw_topic = prefix + "burst.raw"
     dirs = {role: workdir / f"{tag}-{role}" for role in ("critical", "main", "all")}
     for path in dirs.values():
@@ -213,18 +240,30 @@ async def topology(
     if name == "split":
         # Each worker its own work dir: RocksDB tables and the outbox are per app.
         async with (
-            clarion_worker(bootstrap, dirs["critical"], partitions,
-                           "burst-split-critical", lanes=Lane.CRITICAL.value, prefix=prefix,
-                           app_id=f"clarion-bench-{tag}-critical") as critical,
-            clarion_worker(bootstrap, dirs["main"], partitions,
-                           "burst-split-main", lanes=MAIN_LANES, prefix=prefix,
-                           app_id=f"clarion-bench-{tag}-main") as main,
+            clarion_worker(
+                bootstrap,
+                dirs["critical"],
+                partitions,
+                "burst-split-critical",
+                lanes=Lane.CRITICAL.value,
+                prefix=prefix,
+                app_id=f"clarion-bench-{tag}-critical",
+            ) as critical,
+            clarion_worker(
+                bootstrap,
+                dirs["main"],
+                partitions,
+                "burst-split-main",
+                lanes=MAIN_LANES,
+                prefix=prefix,
+                app_id=f"clarion-bench-{tag}-main",
+            ) as main,
         ):
-            yield Topology(name, critical, main, {"critical": critical, "main": main},
-                           raw_topic)
+            yield Topology(name, critical, main, {"critical": critical, "main": main}, raw_topic)
     else:
-        async with clarion_worker(bootstrap, dirs["all"], partitions,
-                                  "burst-single", prefix=prefix) as worker:
+        async with clarion_worker(
+            bootstrap, dirs["all"], partitions, "burst-single", prefix=prefix
+        ) as worker:
             yield Topology(name, worker, worker, {"all": worker}, raw_topic)
 
 
@@ -256,13 +295,18 @@ class CpuWatch:
         out: dict[str, float | None] = {}
         for name, read in self.sources.items():
             before, after = self.start[name], read()
-            out[name] = None if before is None or after is None else round(
-                (after - before) / elapsed, 2)
+            out[name] = (
+                None if before is None or after is None else round((after - before) / elapsed, 2)
+            )
         return out
 
 
 async def run_phase(
-    phase: str, topo: Topology, args: argparse.Namespace, sse: SseClient, raw: RawReceiver,
+    phase: str,
+    topo: Topology,
+    args: argparse.Namespace,
+    sse: SseClient,
+    raw: RawReceiver,
     rng: random.Random,
 ) -> dict[str, Any]:
     count = round(args.critical_rate * args.phase_seconds)
@@ -304,14 +348,17 @@ async def run_phase(
             result["burst"] = {
                 "produced_at_phase_end": produced_end,
                 "produced_during_probes_per_s": round(
-                    (produced_end - produced_before) / probing_s, 1),
+                    (produced_end - produced_before) / probing_s, 1
+                ),
                 "finished_before_phase_end": finished,
                 "bulk_ingested_at_phase_end": bulk_end,
                 "bulk_ingested_per_s": round((bulk_end - bulk_before) / probing_s, 1),
                 "ingest_backlog_at_phase_end": await group_lag(
-                    admin, reader, topo.bulk.app_id, [burst_topic]),
+                    admin, reader, topo.bulk.app_id, [burst_topic]
+                ),
                 "route_backlog_at_phase_end": await group_lag(
-                    admin, reader, topo.bulk.app_id, [bulk_lane]),
+                    admin, reader, topo.bulk.app_id, [bulk_lane]
+                ),
             }
             await burst.stop()
             result["burst"]["produced_total"] = burst.produced
@@ -321,16 +368,28 @@ async def run_phase(
     result["clarion"] = latencies(clarion_sent, sse.received).summary()
     result["raw"] = latencies(raw_sent, raw.received).summary()
     c, r = result["clarion"], result["raw"]
-    log.info("%s/%s: critical p50 %s ms p99 %s ms (%d missing); raw p50 %s ms p99 %s ms; "
-             "CPU %s", topo.name, phase, c["p50_ms"], c["p99_ms"], c["missing"], r["p50_ms"],
-             r["p99_ms"], result["cpu_cores"])
+    log.info(
+        "%s/%s: critical p50 %s ms p99 %s ms (%d missing); raw p50 %s ms p99 %s ms; CPU %s",
+        topo.name,
+        phase,
+        c["p50_ms"],
+        c["p99_ms"],
+        c["missing"],
+        r["p50_ms"],
+        r["p99_ms"],
+        result["cpu_cores"],
+    )
     if "burst" in result:
         log.info("%s/burst: %s", topo.name, result["burst"])
     return result
 
 
 async def run_topology(
-    name: str, args: argparse.Namespace, bootstrap: str, workdir: Path, rng: random.Random,
+    name: str,
+    args: argparse.Namespace,
+    bootstrap: str,
+    workdir: Path,
+    rng: random.Random,
 ) -> dict[str, Any]:
     users = user_ids(args.users)
     profiles = make_profiles([VIP, *users], rng)
@@ -343,10 +402,14 @@ async def run_topology(
                 await wait_profiles_applied(worker, len(profiles), timeout_s=30)
         async with sse_client(topo.critical) as sse, raw_receiver(bootstrap, topo.raw_topic) as raw:
             for phase in ("quiet", "burst"):
-                log.info("%s/%s: %g critical events/s for %g s%s", name, phase,
-                         args.critical_rate, args.phase_seconds,
-                         f", burst of up to {args.burst} marketing events"
-                         if phase == "burst" else "")
+                log.info(
+                    "%s/%s: %g critical events/s for %g s%s",
+                    name,
+                    phase,
+                    args.critical_rate,
+                    args.phase_seconds,
+                    f", burst of up to {args.burst} marketing events" if phase == "burst" else "",
+                )
                 phases[phase] = await run_phase(phase, topo, args, sse, raw, rng)
     quiet_p99 = phases["quiet"]["clarion"]["p99_ms"]
     burst_p99 = phases["burst"]["clarion"]["p99_ms"]
@@ -356,7 +419,8 @@ async def run_topology(
         **phases,
         "p99_ratio": p99_ratio,
         # Probes that never arrived are not in the percentiles: they fail the goal outright.
-        "within_goal": p99_ratio is not None and p99_ratio <= GOAL_RATIO
+        "within_goal": p99_ratio is not None
+        and p99_ratio <= GOAL_RATIO
         and phases["burst"]["clarion"]["missing"] == 0,
     }
 
@@ -394,35 +458,91 @@ def _markdown(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> s
     summary = []
     for name, res in results.items():
         q, b = res["quiet"]["clarion"], res["burst"]["clarion"]
-        summary.append((name, q["p50_ms"], q["p99_ms"], b["p50_ms"], b["p99_ms"], b["missing"],
-                        res["p99_ratio"], "yes" if res["within_goal"] else "no"))
-    parts.append(markdown_table(
-        ("topology", "quiet p50 ms", "quiet p99 ms", "burst p50 ms", "burst p99 ms",
-         "burst missing", "p99 ratio", f"within {GOAL_RATIO:g}x"), summary))
+        summary.append(
+            (
+                name,
+                q["p50_ms"],
+                q["p99_ms"],
+                b["p50_ms"],
+                b["p99_ms"],
+                b["missing"],
+                res["p99_ratio"],
+                "yes" if res["within_goal"] else "no",
+            )
+        )
+    parts.append(
+        markdown_table(
+            (
+                "topology",
+                "quiet p50 ms",
+                "quiet p99 ms",
+                "burst p50 ms",
+                "burst p99 ms",
+                "burst missing",
+                "p99 ratio",
+                f"within {GOAL_RATIO:g}x",
+            ),
+            summary,
+        )
+    )
     for name, res in results.items():
         rows = []
         for phase in ("quiet", "burst"):
             for side in ("clarion", "raw"):
                 s = res[phase][side]
-                rows.append((phase, side, s["n"], s["missing"], s["p50_ms"], s["p90_ms"],
-                             s["p99_ms"], s["max_ms"]))
-        parts.append(f"## {name}: " + ", ".join(
-            f"{role} worker" for role in res["workers"]))
-        parts.append(markdown_table(
-            ("phase", "path", "n", "missing", "p50 ms", "p90 ms", "p99 ms", "max ms"), rows))
+                rows.append(
+                    (
+                        phase,
+                        side,
+                        s["n"],
+                        s["missing"],
+                        s["p50_ms"],
+                        s["p90_ms"],
+                        s["p99_ms"],
+                        s["max_ms"],
+                    )
+                )
+        parts.append(f"## {name}: " + ", ".join(f"{role} worker" for role in res["workers"]))
+        parts.append(
+            markdown_table(
+                ("phase", "path", "n", "missing", "p50 ms", "p90 ms", "p99 ms", "max ms"), rows
+            )
+        )
         sources = list(res["burst"]["cpu_cores"])
-        parts.append(markdown_table(
-            ("phase", *(f"CPU {s}" for s in sources)),
-            [(phase, *(res[phase]["cpu_cores"].get(s, "-") for s in sources))
-             for phase in ("quiet", "burst")]))
+        parts.append(
+            markdown_table(
+                ("phase", *(f"CPU {s}" for s in sources)),
+                [
+                    (phase, *(res[phase]["cpu_cores"].get(s, "-") for s in sources))
+                    for phase in ("quiet", "burst")
+                ],
+            )
+        )
         bu = res["burst"]["burst"]
-        parts.append(markdown_table(
-            ("burst produced by phase end", "produced in total", "producer rate/s",
-             "bulk ingested by phase end", "bulk ingested/s", "ingest backlog at end",
-             "route backlog at end"),
-            [(bu["produced_at_phase_end"], bu["produced_total"], bu["producer_rate_per_s"],
-              bu["bulk_ingested_at_phase_end"], bu["bulk_ingested_per_s"],
-              bu["ingest_backlog_at_phase_end"], bu["route_backlog_at_phase_end"])]))
+        parts.append(
+            markdown_table(
+                (
+                    "burst produced by phase end",
+                    "produced in total",
+                    "producer rate/s",
+                    "bulk ingested by phase end",
+                    "bulk ingested/s",
+                    "ingest backlog at end",
+                    "route backlog at end",
+                ),
+                [
+                    (
+                        bu["produced_at_phase_end"],
+                        bu["produced_total"],
+                        bu["producer_rate_per_s"],
+                        bu["bulk_ingested_at_phase_end"],
+                        bu["bulk_ingested_per_s"],
+                        bu["ingest_backlog_at_phase_end"],
+                        bu["route_backlog_at_phase_end"],
+                    )
+                ],
+            )
+        )
     parts.append(
         "Latency is time.time() just before the produce call to time.time() when the SSE "
         "`data:` line arrives (raw: the same pacing to a plain topic, read by an assigned "
@@ -438,23 +558,38 @@ def _markdown(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> s
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.burst", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--burst", type=int, default=1_000_000,
-                        help="marketing events in the burst (stopped at the phase's end)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.burst",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=1_000_000,
+        help="marketing events in the burst (stopped at the phase's end)",
+    )
     parser.add_argument("--users", type=int, default=2_000, help="burst recipients")
-    parser.add_argument("--critical-rate", type=float, default=10.0,
-                        help="critical events per second")
-    parser.add_argument("--phase-seconds", type=float, default=30.0,
-                        help="probing time per phase")
+    parser.add_argument(
+        "--critical-rate", type=float, default=10.0, help="critical events per second"
+    )
+    parser.add_argument("--phase-seconds", type=float, default=30.0, help="probing time per phase")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--topology", choices=["split", "single", "both"], default="both")
-    parser.add_argument("--grace", type=float, default=15.0,
-                        help="seconds to wait for late critical events after a phase")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=15.0,
+        help="seconds to wait for late critical events after a phase",
+    )
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="give up (and stop everything) after this many seconds "
-                             "(default: 60 + per topology 150 + both phases and graces)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="give up (and stop everything) after this many seconds "
+        "(default: 60 + per topology 150 + both phases and graces)",
+    )
     args = parser.parse_args(argv)
     if args.timeout is None:
         topologies = 2 if args.topology == "both" else 1

@@ -174,8 +174,12 @@ async def sse_client(clarion: Clarion) -> AsyncIterator[SseClient]:
 
 
 async def background(
-    producer: AIOKafkaProducer, prefix: str, users: list[str], rate: float,
-    rng: random.Random, sent: list[int],
+    producer: AIOKafkaProducer,
+    prefix: str,
+    users: list[str],
+    rate: float,
+    rng: random.Random,
+    sent: list[int],
 ) -> None:
     """Paced background traffic until cancelled; `sent[0]` counts what went out."""
     kinds, weights = [k for k, _ in BACKGROUND_MIX], [w for _, w in BACKGROUND_MIX]
@@ -187,15 +191,21 @@ async def background(
             kind = rng.choices(kinds, weights)[0]
             recipient, actor = rng.sample(users, 2)
             event = make_event(kind, recipient, actor, rng)
-            await producer.send(prefix + INGRESS_FOR_TYPE[kind], encode(event),
-                                key=recipient.encode())
+            await producer.send(
+                prefix + INGRESS_FOR_TYPE[kind], encode(event), key=recipient.encode()
+            )
             sent[0] += 1
         await asyncio.sleep(tick)
 
 
 async def probe(
-    producer: AIOKafkaProducer, clarion: Clarion, raw_topic: str, phase: str,
-    count: int, rate: float, rng: random.Random,
+    producer: AIOKafkaProducer,
+    clarion: Clarion,
+    raw_topic: str,
+    phase: str,
+    count: int,
+    rate: float,
+    rng: random.Random,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Send `count` critical events to the VIP and as many raw messages, `rate` a second.
     Returns the send times by notification id and by raw message id."""
@@ -225,8 +235,15 @@ def latencies(sent: dict[str, float], received: dict[str, float]) -> LatencyStat
 
 
 async def run_phase(
-    name: str, bg_rate: float, args: argparse.Namespace, clarion: Clarion,
-    raw_topic: str, sse: SseClient, raw: RawReceiver, users: list[str], rng: random.Random,
+    name: str,
+    bg_rate: float,
+    args: argparse.Namespace,
+    clarion: Clarion,
+    raw_topic: str,
+    sse: SseClient,
+    raw: RawReceiver,
+    users: list[str],
+    rng: random.Random,
 ) -> dict[str, Any]:
     bg_lanes = [clarion.topic(lane_topic(Lane.SOCIAL)), clarion.topic(lane_topic(Lane.BULK))]
     sent = [0]
@@ -277,9 +294,15 @@ async def run_phase(
         )
     if cpu_before is not None and cpu_after is not None:
         result["worker_cpu_utilisation"] = round((cpu_after - cpu_before) / probing_s, 2)
-    log.info("%s: clarion p50 %s ms p99 %s ms (%d missing); raw p50 %s ms p99 %s ms", name,
-             result["clarion"]["p50_ms"], result["clarion"]["p99_ms"],
-             result["clarion"]["missing"], result["raw"]["p50_ms"], result["raw"]["p99_ms"])
+    log.info(
+        "%s: clarion p50 %s ms p99 %s ms (%d missing); raw p50 %s ms p99 %s ms",
+        name,
+        result["clarion"]["p50_ms"],
+        result["clarion"]["p99_ms"],
+        result["clarion"]["missing"],
+        result["raw"]["p50_ms"],
+        result["raw"]["p99_ms"],
+    )
     return result
 
 
@@ -288,15 +311,25 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
     users = user_ids(args.users)
     raw_prefix = f"b{run_tag()}."
     raw_topic = raw_prefix + "lat.raw"
-    await ensure_topics(bootstrap, [TopicSpec("lat.raw")], prefix=raw_prefix,
-                        partitions=args.partitions, replication_factor=1)
+    await ensure_topics(
+        bootstrap,
+        [TopicSpec("lat.raw")],
+        prefix=raw_prefix,
+        partitions=args.partitions,
+        replication_factor=1,
+    )
     phases: dict[str, dict[str, Any]] = {}
     async with clarion_worker(bootstrap, workdir, args.partitions, "latency") as clarion:
         await seed_profiles(clarion, make_profiles([VIP, *users], rng), timeout_s=30)
         async with sse_client(clarion) as sse, raw_receiver(bootstrap, raw_topic) as raw:
             for name, bg_rate in (("idle", 0.0), ("loaded", args.background_rate)):
-                log.info("phase %s: %d critical events at %g/s, background %g events/s",
-                         name, args.critical, args.rate, bg_rate)
+                log.info(
+                    "phase %s: %d critical events at %g/s, background %g events/s",
+                    name,
+                    args.critical,
+                    args.rate,
+                    bg_rate,
+                )
                 phases[name] = await run_phase(
                     name, bg_rate, args, clarion, raw_topic, sse, raw, users, rng
                 )
@@ -321,13 +354,31 @@ def _markdown(args: argparse.Namespace, phases: dict[str, dict[str, Any]]) -> st
     for name, phase in phases.items():
         for side in ("clarion", "raw"):
             s = phase[side]
-            rows.append((name, side, s["n"], s["missing"], s["p50_ms"], s["p90_ms"],
-                         s["p99_ms"], s["max_ms"]))
-    ratios = [(name, p["ratio_p50"], p["ratio_p99"], p.get("worker_cpu_utilisation", "-"),
-               p.get("background_ingested_per_s", "-"),
-               p.get("background_ingest_backlog_at_end", "-"),
-               p.get("background_route_backlog_at_end", "-"), p.get("background_kept_up", "-"))
-              for name, p in phases.items()]
+            rows.append(
+                (
+                    name,
+                    side,
+                    s["n"],
+                    s["missing"],
+                    s["p50_ms"],
+                    s["p90_ms"],
+                    s["p99_ms"],
+                    s["max_ms"],
+                )
+            )
+    ratios = [
+        (
+            name,
+            p["ratio_p50"],
+            p["ratio_p99"],
+            p.get("worker_cpu_utilisation", "-"),
+            p.get("background_ingested_per_s", "-"),
+            p.get("background_ingest_backlog_at_end", "-"),
+            p.get("background_route_backlog_at_end", "-"),
+            p.get("background_kept_up", "-"),
+        )
+        for name, p in phases.items()
+    ]
     return "\n\n".join([
         "# Latency: critical event → in-app SSE client vs raw Kafka produce → consume",
         f"{args.critical} critical events (payment / security alert) to one user at "
@@ -349,20 +400,35 @@ def _markdown(args: argparse.Namespace, phases: dict[str, dict[str, Any]]) -> st
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--critical", type=int, default=200, help="critical events per phase")
     parser.add_argument("--rate", type=float, default=10.0, help="critical events per second")
-    parser.add_argument("--background-rate", type=float, default=300.0,
-                        help="background events per second in the loaded phase")
+    parser.add_argument(
+        "--background-rate",
+        type=float,
+        default=300.0,
+        help="background events per second in the loaded phase",
+    )
     parser.add_argument("--users", type=int, default=1_000, help="background recipients")
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--warmup", type=float, default=3.0,
-                        help="seconds of background load before the loaded phase's probes")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=3.0,
+        help="seconds of background load before the loaded phase's probes",
+    )
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="give up (and stop everything) after this many seconds "
-                             "(default: 90 + twice the probing time + warm-up + grace)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="give up (and stop everything) after this many seconds "
+        "(default: 90 + twice the probing time + warm-up + grace)",
+    )
     args = parser.parse_args(argv)
     if args.timeout is None:
         args.timeout = 90 + 2 * (args.critical / args.rate + GRACE_S) + args.warmup

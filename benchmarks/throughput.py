@@ -139,7 +139,10 @@ async def raw_passthrough(bootstrap: str, inputs: list[Input], partitions: int) 
 
 
 async def clarion_pipeline(
-    bootstrap: str, workdir: Path, inputs: list[Input], profiles: list[Profile],
+    bootstrap: str,
+    workdir: Path,
+    inputs: list[Input],
+    profiles: list[Profile],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Start a worker, seed profiles, then produce every event as fast as possible and time
@@ -201,20 +204,33 @@ async def _wait_and_measure(clarion: Clarion, events: int, stall_s: float) -> di
             if (done, lag) != state:
                 state, changed = (done, lag), time.monotonic()
             elif time.monotonic() - changed > stall_s:
-                log.warning("clarion: no progress for %.0f s (%d/%d notifications, %d records "
-                            "not routed); log tail:\n%s", stall_s, done, events, lag,
-                            clarion.worker.log_tail())
+                log.warning(
+                    "clarion: no progress for %.0f s (%d/%d notifications, %d records "
+                    "not routed); log tail:\n%s",
+                    stall_s,
+                    done,
+                    events,
+                    lag,
+                    clarion.worker.log_tail(),
+                )
                 break
             if time.monotonic() - last_log > 5:
                 last_log = time.monotonic()
-                log.info("clarion: %d/%d notifications, %d ingress/lane records not yet routed",
-                         done, events, lag)
+                log.info(
+                    "clarion: %d/%d notifications, %d ingress/lane records not yet routed",
+                    done,
+                    events,
+                    lag,
+                )
             await asyncio.sleep(0.25)
         # The end: the last record the worker wrote for an event, i.e. deliveries, receipts
         # or table changelogs (a notification folded into a window only writes `digests`).
         # Taken right away; Faust commits every 2.8 s, so it is known to within that.
-        changelogs = [t for t in await admin.list_topics()
-                      if t.startswith(clarion.app_id + "-") and t.endswith("-changelog")]
+        changelogs = [
+            t
+            for t in await admin.list_topics()
+            if t.startswith(clarion.app_id + "-") and t.endswith("-changelog")
+        ]
         last_output = await edge_timestamp(reader, [*deliveries, receipts, *changelogs], last=True)
         return {
             "complete": done >= events and lag == 0,
@@ -222,9 +238,7 @@ async def _wait_and_measure(clarion: Clarion, events: int, stall_s: float) -> di
             "notifications": done,
             "deliveries": await record_count(reader, deliveries),
             # Deliveries the sinks had not finished when route had: small if they keep up.
-            "deliveries_not_yet_sunk": await group_lag(
-                admin, reader, clarion.app_id, deliveries
-            ),
+            "deliveries_not_yet_sunk": await group_lag(admin, reader, clarion.app_id, deliveries),
             "receipts": await record_count(reader, [receipts]),
             "receipts_by_status": await statuses(reader, receipts),
             "dead_lettered": await record_count(reader, [clarion.topic(DLQ_EVENTS)]),
@@ -310,19 +324,31 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.throughput",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--worker-loglevel", default="info",
-                        choices=["crit", "error", "warn", "info", "debug"])
-    parser.add_argument("--stall", type=float, default=30.0,
-                        help="give up waiting once the worker made no progress this long")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="stop everything after this many seconds "
-                             "(default: 120 + events/100, i.e. at least 100 events/s)")
+    parser.add_argument(
+        "--worker-loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"]
+    )
+    parser.add_argument(
+        "--stall",
+        type=float,
+        default=30.0,
+        help="give up waiting once the worker made no progress this long",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="stop everything after this many seconds "
+        "(default: 120 + events/100, i.e. at least 100 events/s)",
+    )
     args = parser.parse_args(argv)
     if args.timeout is None:
         args.timeout = 120 + args.events / 100

@@ -29,3 +29,13 @@ def items_after(items: Sequence[InboxItem], last_seen_id: str | None) -> list[In
 
 def next_seq(items: Sequence[InboxItem]) -> int:
     return items[-1].seq + 1 if items else 1
+
+
+def mark(items: Sequence[InboxItem], notification_ids: set[str], *, read: bool) -> list[InboxItem]:
+    """The items with those notifications marked seen (and read, when `read`)."""
+    return [
+        item.model_copy(update={"seen": True, "read": item.read or read})
+        if item.notification_id in notification_ids
+        else item
+        for item in items
+    ]

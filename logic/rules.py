@@ -31,6 +31,11 @@ class CategoryRule(BaseModel):
     window_s: float | None = Field(default=None, gt=0)
     group_by: Literal["object", "category", "conversation"] = "object"
     rate_class: str | None = None
+    # Critical only: channels tried one after another until the user confirms (push → SMS
+    # → email). The first that has a target goes out at once, each next one only if no
+    # confirmation arrived within `confirm_within_s`. Channels not listed go out at once.
+    escalate: tuple[Channel, ...] = ()
+    confirm_within_s: float = Field(default=120.0, gt=0)
 
     @property
     def ttl(self) -> timedelta | None:
@@ -41,6 +46,13 @@ class CategoryRule(BaseModel):
         extra = self.required - set(self.channels)
         if extra:
             raise ValueError(f"required channels {sorted(extra)} are not in channels")
+        stray = set(self.escalate) - set(self.channels)
+        if stray:
+            raise ValueError(f"escalate channels {sorted(stray)} are not in channels")
+        if self.escalate and self.lane is not Lane.CRITICAL:
+            raise ValueError("escalate is for critical categories only")
+        if Channel.IN_APP in self.escalate:
+            raise ValueError("in_app is always delivered at once; it cannot be an escalation step")
         return self
 
 

@@ -80,6 +80,11 @@ class ReceiptStatus(StrEnum):
     EXPIRED = "expired"
     SUPPRESSED = "suppressed"
     DEAD_LETTERED = "dead_lettered"
+    RETRYING = "retrying"  # a transient failure; the delivery is on the retry topic
+    SKIPPED = "skipped"  # already sent (idempotency ledger): a replay or redelivery
+    ESCALATED = "escalated"  # unconfirmed: the next channel of the ladder was sent
+    SEEN = "seen"
+    READ = "read"  # the client opened it: confirmed
 
 
 class Receipt(BaseModel):
@@ -89,7 +94,7 @@ class Receipt(BaseModel):
 
     notification_id: str
     recipient_id: str
-    lane: Lane
+    lane: Lane | None  # None: not known where the receipt was made (a client's ack)
     status: ReceiptStatus
     at: datetime
     delivery_id: str | None = None

@@ -1,5 +1,6 @@
-"""Console/file outbox: stands in for the push, email, SMS and webhook providers until their
-real SDK sinks land, so the demo shows every channel's deliveries. One JSON line each."""
+"""Console/file outbox: stands in for a channel whose provider is not configured (no
+credentials in the settings), so a bare `clarion worker` still shows every channel's
+deliveries. One JSON line each. Configured channels go through sinks/deliver.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from logic.masking import mask_address
 from schemas.common import Channel
 from schemas.notifications import Delivery, ReceiptStatus
 from sinks import receipts
+from sinks.deliver import senders
 from streams import topics
 from streams.app import app
 
@@ -46,7 +48,7 @@ async def _deliver_to_outbox(stream: faust.StreamT[Delivery]) -> None:
 
 
 for _channel in Channel:
-    if _channel is Channel.IN_APP:
+    if _channel is Channel.IN_APP or _channel in senders:
         continue
     for _lane in _settings.served_lanes:
         app.agent(

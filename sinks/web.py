@@ -1,21 +1,30 @@
-"""The worker's HTTP views: in-app Server-Sent Events and a readiness probe."""
+"""The worker's HTTP views: in-app Server-Sent Events, the client ack endpoint, the
+providers' event webhooks, and a readiness probe."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from faust.web import View
+from pydantic import ValidationError
 
 from logic.inbox import items_after
+from logic.provider_feedback import from_sendgrid
 from logic.tokens import InvalidToken, verify_token
+from schemas.control import Confirmation
 from schemas.notifications import InboxItem
 from sinks.inapp import hub
+from sinks.providers.config import ProviderSettings
+from sinks.providers.sendgrid import parse_events
+from streams import topics
 from streams.app import app
 from tables.state import inbox
 
+_providers = ProviderSettings()
 _KEEPALIVE_S = 15.0
 _WAKE_S = 1.0
 
@@ -36,6 +45,16 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _user_from(request: web.Request) -> str | web.Response:
+    token = _token_from(request)
+    if not token:
+        return _error(401, "missing token (Authorization: Bearer … or ?token=…)")
+    try:
+        return verify_token(token, app.settings.inapp_token_secret.get_secret_value())
+    except InvalidToken as exc:
+        return _error(401, f"invalid token: {exc}")
+
+
 @app.page("/inapp/stream")
 class InAppStream(View):  # type: ignore[misc]
     """GET /inapp/stream?token=… — the signed-in user's notifications as they arrive.
@@ -45,13 +64,9 @@ class InAppStream(View):  # type: ignore[misc]
     """
 
     async def get(self, request: web.Request) -> web.StreamResponse:
-        token = _token_from(request)
-        if not token:
-            return _error(401, "missing token (Authorization: Bearer … or ?token=…)")
-        try:
-            user_id = verify_token(token, app.settings.inapp_token_secret.get_secret_value())
-        except InvalidToken as exc:
-            return _error(401, f"invalid token: {exc}")
+        user_id = _user_from(request)
+        if isinstance(user_id, web.Response):
+            return user_id
         key = user_id.encode()
         try:
             owner = app.router.key_store(inbox.name, key)
@@ -94,6 +109,57 @@ class InAppStream(View):  # type: ignore[misc]
                 if next_item.id not in sent:
                     await response.write(_sse(next_item))
         return response
+
+
+@app.page("/inapp/ack")
+class InAppAck(View):  # type: ignore[misc]
+    """POST /inapp/ack {"notification_ids": [...], "action": "seen"|"read"} — the client says
+    what it showed or opened. `read` confirms: a critical notification stops escalating.
+
+    Any worker takes it (it is produced to `confirmations`, keyed by the user); 202 means
+    the broker has it.
+    """
+
+    async def post(self, request: web.Request) -> web.Response:
+        user_id = _user_from(request)
+        if isinstance(user_id, web.Response):
+            return user_id
+        try:
+            body = await request.json()
+            confirmation = Confirmation.model_validate(
+                {**body, "recipient_id": user_id, "at": datetime.now(UTC)}
+            )
+        except (ValueError, TypeError, ValidationError) as exc:
+            return _error(400, f"bad ack: {exc}")
+        await (await topics.confirmations.send(key=user_id.encode(), value=confirmation))
+        return web.json_response({"accepted": len(confirmation.notification_ids)}, status=202)
+
+
+@app.page("/providers/sendgrid/events")
+class SendGridEvents(View):  # type: ignore[misc]
+    """SendGrid's signed Event Webhook: bounces, drops, spam reports, deliveries."""
+
+    async def post(self, request: web.Request) -> web.Response:
+        key = _providers.sendgrid_webhook_public_key
+        if not key:
+            return _error(404, "CLARION_SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
+        body = await request.read()
+        try:
+            events = parse_events(
+                body,
+                request.headers.get("X-Twilio-Email-Event-Webhook-Signature", ""),
+                request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", ""),
+                key,
+            )
+        except ValueError as exc:
+            return _error(403, str(exc))
+        futures = [
+            await topics.feedback.send(key=f.recipient_id.encode(), value=f)
+            for f in from_sendgrid(events)
+        ]
+        for future in futures:
+            await future
+        return web.Response(status=204)
 
 
 @app.page("/health")

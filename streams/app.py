@@ -74,9 +74,14 @@ app = ClarionApp(get_settings())
 
 # Register tables, agents, sinks and views on the app (they import `app` from here, so
 # these imports come last).
+import agents.confirm  # noqa: E402
+import agents.escalate  # noqa: E402
+import agents.feedback  # noqa: E402
 import agents.ingest  # noqa: E402
 import agents.profiles  # noqa: E402
+import agents.retry  # noqa: E402
 import agents.route  # noqa: E402, F401
+import sinks.deliver  # noqa: E402
 import sinks.inapp  # noqa: E402
 import sinks.outbox  # noqa: E402
 import sinks.web  # noqa: E402, F401

@@ -46,6 +46,15 @@ BROADCASTS = "broadcasts"
 TICKS = "ticks"
 RECEIPTS = "receipts"
 DLQ_EVENTS = "dlq.events"
+# Deliveries that failed transiently wait here until due, then go back on their topic.
+RETRIES = "deliveries.retry"
+# Deliveries that failed for good (permanent error, or the last retry), with the reason.
+DLQ_DELIVERIES = "dlq.deliveries"
+# Pending escalation steps of critical notifications, and the clients' confirmations.
+ESCALATIONS = "escalations"
+CONFIRMATIONS = "confirmations"
+# Outcomes providers report later (bounces, spam reports), from their webhooks.
+FEEDBACK = "provider.feedback"
 
 
 def lane_topic(lane: Lane) -> str:
@@ -74,7 +83,9 @@ def all_topics() -> list[TopicSpec]:
     specs += [TopicSpec(lane_topic(lane)) for lane in Lane]
     specs += [TopicSpec(delivery_topic(ch, lane)) for ch in Channel for lane in Lane]
     specs += [TopicSpec(BROADCASTS), TopicSpec(RECEIPTS)]
+    specs += [TopicSpec(name) for name in (RETRIES, ESCALATIONS, CONFIRMATIONS, FEEDBACK)]
     specs.append(TopicSpec(TICKS, retention_ms=3600 * 1000))
     # Dead letters are kept for 30 days so an operator can inspect and replay them.
     specs.append(TopicSpec(DLQ_EVENTS, retention_ms=30 * 24 * 3600 * 1000))
+    specs.append(TopicSpec(DLQ_DELIVERIES, retention_ms=30 * 24 * 3600 * 1000))
     return specs

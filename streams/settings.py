@@ -71,6 +71,28 @@ class Settings(BaseSettings):
     )
     outbox_console: bool = Field(default=True, description="Also log each outbox delivery.")
 
+    # Delivery (issue 4): concurrency, retries, idempotency, provider pacing.
+    sink_concurrency: int = Field(
+        default=256, ge=1, le=10_000, description="Provider sends in flight per sink agent."
+    )
+    delay_queue_limit: int = Field(
+        default=10_000, ge=1, description="Retries/escalations waiting in memory per agent."
+    )
+    retry_max_attempts: int = Field(default=12, ge=1, le=50, description="Tries per delivery.")
+    retry_base_s: float = Field(default=1.0, gt=0, description="Backoff of the first retry.")
+    retry_cap_s: float = Field(default=300.0, gt=0, description="Longest wait between tries.")
+    ledger_horizon_s: int = Field(
+        default=7 * 86_400, ge=60, description="How long sent deliveries are remembered."
+    )
+    # Per worker process: set to the provider's quota divided by the number of workers.
+    pace_fcm_per_s: float = Field(default=10_000.0, gt=0, description="FCM: 600k/min quota.")
+    pace_apns_per_s: float = Field(default=5_000.0, gt=0)
+    pace_sendgrid_per_s: float = Field(default=600.0, gt=0)
+    pace_twilio_per_s: float = Field(
+        default=100.0, gt=0, description="Twilio MPS of the sender (long code ≈ 1, short 100)."
+    )
+    pace_webhook_per_s: float = Field(default=1_000.0, gt=0)
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 

@@ -9,6 +9,7 @@ import faust
 
 from schemas.codec import PydanticCodec
 from schemas.common import Channel, Lane
+from schemas.control import Confirmation, EscalationStep, ProviderFeedback, RetryRequest
 from schemas.events import LiveStartedEvent
 from schemas.notifications import Delivery, Notification, Receipt
 from schemas.users import ContactPoints, Preferences
@@ -44,6 +45,12 @@ broadcasts = _topic(catalog.BROADCASTS, PydanticCodec(LiveStartedEvent))
 ticks = _topic(catalog.TICKS, "json")
 receipts = _topic(catalog.RECEIPTS, PydanticCodec(Receipt))
 dlq_events = _topic(catalog.DLQ_EVENTS, "raw")
+retries = _topic(catalog.RETRIES, PydanticCodec(RetryRequest))
+# Raw: a dead letter keeps the delivery's original bytes.
+dlq_deliveries = _topic(catalog.DLQ_DELIVERIES, "raw")
+escalations = _topic(catalog.ESCALATIONS, PydanticCodec(EscalationStep))
+confirmations = _topic(catalog.CONFIRMATIONS, PydanticCodec(Confirmation))
+feedback = _topic(catalog.FEEDBACK, PydanticCodec(ProviderFeedback))
 
 preferences_codec: PydanticCodec[Preferences] = PydanticCodec(Preferences)
 contacts_codec: PydanticCodec[ContactPoints] = PydanticCodec(ContactPoints)

@@ -63,3 +63,28 @@ buckets = _table("buckets", "json", "recipient+channel -> token bucket [tokens, 
 inbox = _table(
     "inbox", PydanticCodec(list[InboxItem]), "user id -> newest in-app items (SSE resume)"
 )
+# Idempotency ledger: "recipient\x1fdelivery id" -> [unix time sent, provider message id].
+# A delivery id is a hash of (notification id, channel, target), so a redelivery after a
+# crash or rebalance, a retry racing its original, or a replay finds it and is skipped.
+# Kept for CLARION_LEDGER_HORIZON_S, like the dedupe table.
+ledger = _table(
+    "ledger",
+    "json",
+    "recipient+delivery id -> [sent at, provider message id] (idempotency)",
+    options={"ttl": _settings.ledger_horizon_s},
+    extra_topic_configs={
+        "cleanup.policy": "compact,delete",
+        "retention.ms": str(_settings.ledger_horizon_s * 1000),
+    },
+)
+# Critical notifications the user confirmed: "recipient\x1fnotification id" -> unix time.
+confirmed = _table(
+    "confirmed",
+    "json",
+    "recipient+notification id -> confirmed at (stops escalation)",
+    options={"ttl": _settings.ledger_horizon_s},
+    extra_topic_configs={
+        "cleanup.policy": "compact,delete",
+        "retention.ms": str(_settings.ledger_horizon_s * 1000),
+    },
+)

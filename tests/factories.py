@@ -38,3 +38,36 @@ def event_dict(kind: str, **overrides: Any) -> dict[str, Any]:
 
 def event_bytes(kind: str, **overrides: Any) -> bytes:
     return json.dumps(event_dict(kind, **overrides)).encode()
+
+
+def delivery_bytes(
+    channel: str,
+    recipient: str,
+    address: str,
+    *,
+    lane: str = "high",
+    platform: str | None = None,
+    notification_id: str | None = None,
+    **overrides: Any,
+) -> bytes:
+    """A rendered delivery, as route puts it on `deliveries.<channel>.<lane>`."""
+    from logic.ids import delivery_id
+    from schemas.common import Channel
+
+    nid = notification_id or uuid.uuid4().hex
+    now = datetime.now(UTC).isoformat()
+    value: dict[str, Any] = {
+        "delivery_id": delivery_id(nid, Channel(channel), address),
+        "notification_id": nid,
+        "recipient_id": recipient,
+        "category": "message",
+        "lane": lane,
+        "channel": channel,
+        "target": {"address": address, "platform": platform},
+        "title": "Bob",
+        "body": "hey there",
+        "occurred_at": now,
+        "created_at": now,
+        **overrides,
+    }
+    return json.dumps(value).encode()

@@ -70,3 +70,15 @@ async def test_slow_client_is_cut_off_not_buffered_forever() -> None:
         assert sub.overflowed
         drained = [sub.queue.get_nowait(), sub.queue.get_nowait()]
         assert drained[-1] is None  # end-of-stream marker: the client reconnects and resumes
+
+
+def test_mark_sets_seen_and_read_only_on_named_notifications() -> None:
+    from logic.inbox import mark
+
+    items = [_item(i) for i in range(3)]
+    seen = mark(items, {items[1].notification_id}, read=False)
+    assert [(i.seen, i.read) for i in seen] == [(False, False), (True, False), (False, False)]
+    read = mark(seen, {items[1].notification_id, items[2].notification_id}, read=True)
+    assert [(i.seen, i.read) for i in read] == [(False, False), (True, True), (True, True)]
+    # Seen never un-reads.
+    assert mark(read, {items[2].notification_id}, read=False)[2].read

@@ -1,0 +1,48 @@
+"""confirm: what clients say about their notifications (POST /inapp/ack) — marks inbox
+items seen/read, records confirmations (a read confirms: escalation stops) and writes
+seen/read receipts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faust
+
+from agents.escalate import confirmed_key
+from logic.inbox import mark
+from schemas.control import ClientAction, Confirmation
+from schemas.notifications import Receipt, ReceiptStatus
+from streams import topics
+from streams.app import app
+from tables.state import confirmed, inbox
+
+
+@app.agent(topics.confirmations, name="confirm", concurrency=1)
+async def confirm(stream: faust.StreamT[Confirmation]) -> None:
+    async for c in stream:
+        key = c.recipient_id.encode()
+        ids = set(c.notification_ids)
+        read = c.action is ClientAction.READ
+        items = inbox.get(key) or []
+        by_id = {item.notification_id: item for item in items}
+        # No await between the read and the write: the in-app sink (another agent) writes
+        # the same row, and asyncio only switches tasks at an await.
+        inbox[key] = mark(items, ids, read=read)
+        if read:
+            for nid in ids:
+                confirmed[confirmed_key(c.recipient_id, nid)] = time.time()
+        futures: list[Any] = []
+        for nid in sorted(ids):
+            item = by_id.get(nid)
+            receipt = Receipt(
+                notification_id=nid,
+                recipient_id=c.recipient_id,
+                lane=item.lane if item else None,
+                status=ReceiptStatus.READ if read else ReceiptStatus.SEEN,
+                at=c.at,
+                reason=None if item else "not_in_inbox",
+            )
+            futures.append(await topics.receipts.send(key=key, value=receipt))
+        for future in futures:
+            await future

@@ -1,0 +1,39 @@
+"""Run each record of a topic at the time it names, without one waiting record holding up
+the others: records wait side by side (up to CLARION_DELAY_QUEUE_LIMIT per agent) and are
+acked in offset order once handled, so a restart resumes every one still waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import faust
+
+from sinks.ackwindow import AckWindow
+from streams.app import app
+
+
+async def run_when_due(
+    stream: faust.StreamT[Any],
+    due: Callable[[Any], datetime],
+    handle: Callable[[Any], Awaitable[None]],
+) -> None:
+    window: AckWindow[faust.EventT] = AckWindow(
+        app.settings.delay_queue_limit,
+        ack=lambda event: event.ack(),
+        partition_of=lambda event: event.message.tp,
+    )
+    # noack: acks are the window's, in offset order (StreamT's stub lacks noack()).
+    async for event in stream.noack().events():  # type: ignore[attr-defined]
+        value = event.value
+
+        async def work(v: Any = value) -> None:
+            wait = due(v).timestamp() - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await handle(v)
+
+        await window.submit(event, work)

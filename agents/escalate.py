@@ -1,0 +1,48 @@
+"""escalate: a critical notification the user has not confirmed in time goes out on the
+next channel of its ladder (push → SMS → email), one step per `confirm_within_s`, and
+stops at the first confirmation (POST /inapp/ack, see agents/confirm.py).
+
+Steps are records on `escalations`, keyed by recipient like `confirmations`, so the
+`confirmed` table row for the user is on this worker. A step replayed after a crash sends
+the same deterministic delivery ids again, which the sinks' ledger skips.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+
+from agents.delay import run_when_due
+from schemas.control import EscalationStep
+from schemas.notifications import ReceiptStatus
+from sinks import receipts
+from streams import topics
+from streams.app import app
+from tables.state import confirmed
+
+
+def confirmed_key(recipient_id: str, notification_id: str) -> bytes:
+    return f"{recipient_id}\x1f{notification_id}".encode()
+
+
+async def _step(step: EscalationStep) -> None:
+    if confirmed.get(confirmed_key(step.recipient_id, step.notification_id)) is not None:
+        return
+    key = step.recipient_id.encode()
+    futures: list[Any] = []
+    for d in step.steps[0]:
+        futures.append(await topics.deliveries[(d.channel, d.lane)].send(key=key, value=d))
+        futures.append(await receipts.record(d, ReceiptStatus.ESCALATED, "not_confirmed"))
+    if len(step.steps) > 1:
+        due = datetime.now(UTC) + timedelta(seconds=step.confirm_within_s)
+        following = step.model_copy(update={"due_at": due, "steps": step.steps[1:]})
+        futures.append(await topics.escalations.send(key=key, value=following))
+    for future in futures:
+        await future
+
+
+@app.agent(topics.escalations, name="escalate", concurrency=1)
+async def escalate(stream: faust.StreamT[EscalationStep]) -> None:
+    await run_when_due(stream, lambda s: s.due_at, _step)

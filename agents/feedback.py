@@ -1,0 +1,57 @@
+"""feedback: outcomes a provider reports after accepting a send (SendGrid's Event Webhook):
+a bounce removes the address and dead-letters the delivery, a spam report or unsubscribe
+opts the user out of email, a delivery confirmation becomes a `delivered` receipt."""
+
+from __future__ import annotations
+
+import faust
+
+from schemas.common import Channel
+from schemas.control import FeedbackKind, ProviderFeedback
+from schemas.notifications import Receipt, ReceiptStatus
+from sinks.profile_updates import disable_channel, remove_address
+from streams import topics
+from streams.app import app
+
+_STATUS = {
+    FeedbackKind.DELIVERED: ReceiptStatus.DELIVERED,
+    FeedbackKind.BOUNCED: ReceiptStatus.FAILED,
+    FeedbackKind.COMPLAINED: ReceiptStatus.FAILED,
+    FeedbackKind.FAILED: ReceiptStatus.FAILED,
+}
+
+
+@app.agent(topics.feedback, name="feedback", concurrency=1)
+async def feedback(stream: faust.StreamT[ProviderFeedback]) -> None:
+    async for event in stream.events():
+        f: ProviderFeedback = event.value
+        key = f.recipient_id.encode()
+        reason = f"{f.provider}:{f.reason}"
+        if f.kind is FeedbackKind.BOUNCED:
+            await remove_address(f.recipient_id, f.address, reason)
+        if f.kind is FeedbackKind.COMPLAINED:
+            await disable_channel(f.recipient_id, Channel.EMAIL, reason)
+        if f.kind in (FeedbackKind.BOUNCED, FeedbackKind.FAILED):
+            await (
+                await topics.dlq_deliveries.send(
+                    key=key,
+                    value=event.message.value,
+                    headers={
+                        "clarion.dlq.reason": reason.encode(),
+                        "clarion.dlq.channel": f.channel.value.encode(),
+                        "clarion.dlq.provider": f.provider.encode(),
+                        "clarion.dlq.at": f.at.isoformat().encode(),
+                    },
+                )
+            )
+        receipt = Receipt(
+            notification_id=f.notification_id,
+            recipient_id=f.recipient_id,
+            lane=None,
+            status=_STATUS[f.kind],
+            at=f.at,
+            delivery_id=f.delivery_id,
+            channel=f.channel,
+            reason=None if f.kind is FeedbackKind.DELIVERED else reason,
+        )
+        await (await topics.receipts.send(key=key, value=receipt))

@@ -1,0 +1,21 @@
+"""retry: deliveries that failed transiently go back on their delivery topic when due (the
+sink then checks the ledger and tries again with attempt+1)."""
+
+from __future__ import annotations
+
+import faust
+
+from agents.delay import run_when_due
+from schemas.control import RetryRequest
+from streams import topics
+from streams.app import app
+
+
+async def _republish(request: RetryRequest) -> None:
+    d = request.delivery
+    await (await topics.deliveries[(d.channel, d.lane)].send(key=d.recipient_id.encode(), value=d))
+
+
+@app.agent(topics.retries, name="retry", concurrency=1)
+async def retry(stream: faust.StreamT[RetryRequest]) -> None:
+    await run_when_due(stream, lambda r: r.due_at, _republish)

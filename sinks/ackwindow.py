@@ -1,0 +1,107 @@
+"""Concurrent sends with acks that never run ahead of unfinished ones.
+
+Faust acks (and later commits) a record when the agent loop moves past it; a sink that
+awaited each provider call in turn would deliver one message per provider round trip.
+Here the consuming agent stays at concurrency 1 (FAUST_NOTES.md, "Agents and tables") and
+hands each record's work to a task, at most `limit` at a time, and a record is acked only
+when its own work *and that of every earlier record of its partition* has finished. The
+committed offset therefore never passes a send still in flight: a crash replays exactly the
+unfinished tail, and the idempotency ledger skips what in it was already sent.
+
+No Faust import: records are anything with a partition, and `ack` is passed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+log = logging.getLogger("clarion.sinks")
+R = TypeVar("R")
+Work = Callable[[], Awaitable[None]]
+
+
+class AckWindow(Generic[R]):
+    def __init__(
+        self,
+        limit: int,
+        ack: Callable[[R], object],
+        partition_of: Callable[[R], Hashable],
+        retry_delay_s: float = 1.0,
+    ) -> None:
+        self.limit = limit
+        self._slots = asyncio.Semaphore(limit)
+        self._ack = ack
+        self._partition_of = partition_of
+        self._retry_delay_s = retry_delay_s
+        self._pending: dict[Hashable, deque[tuple[R, asyncio.Task[None]]]] = {}
+        self.in_flight = 0
+
+    async def submit(self, record: R, work: Work) -> None:
+        """Start `work` for `record` once a slot is free (back-pressure on the consumer).
+
+        The task is created here, inside the agent's iteration, so it inherits the agent's
+        context variables, among them Faust's current event: table writes made by the
+        work go to the record's own partition, as if the agent had made them.
+        """
+        await self._slots.acquire()
+        partition = self._partition_of(record)
+        task = asyncio.ensure_future(self._run(work))
+        self.in_flight += 1
+        self._pending.setdefault(partition, deque()).append((record, task))
+        task.add_done_callback(lambda _t: self._on_done(partition))
+
+    async def _run(self, work: Work) -> None:
+        # Work is expected to handle every provider outcome itself. What still raises is
+        # infrastructure (a produce that timed out, a bug): acking would lose the record and
+        # skipping it would hold the partition's commit forever, so it is tried again.
+        delay = self._retry_delay_s
+        while True:
+            try:
+                await work()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery work failed; trying it again in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _on_done(self, partition: Hashable) -> None:
+        self._slots.release()
+        self.in_flight -= 1
+        queue = self._pending[partition]
+        while queue and queue[0][1].done():
+            record, task = queue.popleft()
+            if not task.cancelled():  # a cancelled task (shutdown) is replayed, not acked
+                self._ack(record)
+
+    async def drain(self) -> None:
+        """Wait for every submitted task (and so every ack) to finish."""
+        tasks = [task for queue in self._pending.values() for _r, task in queue]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class KeyedChain:
+    """Runs the work for one key strictly one after another (per-target order for channels
+    that promise it), while different keys run side by side."""
+
+    def __init__(self) -> None:
+        self._tails: dict[Hashable, asyncio.Future[None]] = {}
+
+    async def run(self, key: Hashable, work: Work) -> None:
+        previous = self._tails.get(key)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tails[key] = done
+        try:
+            if previous is not None:
+                await asyncio.shield(previous)
+            await work()
+        finally:
+            done.set_result(None)
+            if self._tails.get(key) is done:
+                del self._tails[key]

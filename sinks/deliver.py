@@ -1,0 +1,179 @@
+"""Provider sinks: one agent per (channel, lane) delivers through the channel's real SDK.
+
+For each delivery: skip it if the idempotency ledger has it (a redelivery, a retry racing
+its original, a replay), drop it if expired, wait for the provider's pace, send, and then
+by outcome:
+- sent: ledger entry + `sent` receipt;
+- transient (429, 5xx, timeout): back on `deliveries.retry` with backoff and jitter (never
+  sooner than Retry-After) — or, for a channel that promises per-target order (webhooks),
+  retried in place behind a per-target chain; after the last try → `dlq.deliveries`;
+- permanent: `dlq.deliveries` with the reason, plus removing a dead target from the user's
+  contact points, or recording a STOP as an SMS opt-out.
+Sends run concurrently (CLARION_SINK_CONCURRENCY per agent) and a record is acked only
+when it and every earlier one of its partition are finished (sinks/ackwindow.py).
+Channels without a configured provider fall back to the console outbox (sinks/outbox.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from logic.backoff import RetryPolicy, retry_delay
+from logic.pacing import Pacer
+from schemas.common import Channel
+from schemas.control import RetryRequest
+from schemas.notifications import Delivery, ReceiptStatus
+from sinks import receipts
+from sinks.ackwindow import AckWindow, KeyedChain
+from sinks.dead_letters import dead_letter
+from sinks.profile_updates import disable_channel, remove_address
+from sinks.providers.base import Outcome, Sender, SendResult
+from sinks.providers.config import ProviderSettings
+from sinks.providers.factory import build_senders
+from streams import topics
+from streams.app import app
+from tables.state import ledger
+
+log = logging.getLogger("clarion.deliver")
+_settings = app.settings
+senders: dict[Channel, Sender] = build_senders(ProviderSettings())
+policy = RetryPolicy(_settings.retry_max_attempts, _settings.retry_base_s, _settings.retry_cap_s)
+# Channels whose consumers expect a user's notifications in order: a failing one holds back
+# the later ones to the same target (and only those), retrying in place.
+ORDERED = frozenset({Channel.WEBHOOK})
+_pacers = {
+    "fcm": Pacer(_settings.pace_fcm_per_s),
+    "apns": Pacer(_settings.pace_apns_per_s),
+    "sendgrid": Pacer(_settings.pace_sendgrid_per_s),
+    "twilio": Pacer(_settings.pace_twilio_per_s),
+    "webhook": Pacer(_settings.pace_webhook_per_s),
+}
+
+
+def provider_of(delivery: Delivery) -> str:
+    match delivery.channel:
+        case Channel.PUSH:
+            return delivery.target.platform or "fcm"
+        case Channel.EMAIL:
+            return "sendgrid"
+        case Channel.SMS:
+            return "twilio"
+    return delivery.channel.value
+
+
+def ledger_key(delivery: Delivery) -> bytes:
+    # Recipient first: the key reads like the topics' keys and groups a user's rows.
+    return f"{delivery.recipient_id}\x1f{delivery.delivery_id}".encode()
+
+
+class Attempt:
+    """One delivery record's way through the sink (its source kept for the dead letter)."""
+
+    def __init__(self, delivery: Delivery, message: faust.types.Message) -> None:
+        self.delivery = delivery
+        self.raw: bytes = message.value or b""
+        self.source = (message.topic, message.partition, message.offset)
+
+    async def run(self, sender: Sender) -> None:
+        d = self.delivery
+        if ledger.get(ledger_key(d)) is not None:
+            await (await receipts.record(d, ReceiptStatus.SKIPPED, "already_sent"))
+            return
+        while True:
+            await _pacers[provider_of(d)].acquire()
+            result = await sender.send(d)
+            if result.outcome is not Outcome.TRANSIENT:
+                await self._finish(result)
+                return
+            delay = retry_delay(policy, d.attempt, result.retry_after_s)
+            if delay is None:
+                await self._dead(result, ReceiptStatus.DEAD_LETTERED)
+                return
+            if d.channel not in ORDERED:
+                await self._to_retry_topic(result, delay)
+                return
+            log.info("%s: %s; retrying in place in %.1f s", d.delivery_id, result.reason, delay)
+            await asyncio.sleep(delay)
+            d = self.delivery = d.model_copy(update={"attempt": d.attempt + 1})
+
+    async def _finish(self, result: SendResult) -> None:
+        d = self.delivery
+        if result.outcome is Outcome.SENT:
+            ledger[ledger_key(d)] = [time.time(), result.provider_message_id]
+            await (await receipts.record(d, ReceiptStatus.SENT))
+            return
+        if result.reason == "expired":
+            await (await receipts.record(d, ReceiptStatus.EXPIRED, "ttl_elapsed"))
+            return
+        await self._dead(result, ReceiptStatus.FAILED)
+        if result.remove_target:
+            await remove_address(d.recipient_id, d.target.address, result.reason or "gone")
+        if result.opt_out:
+            await disable_channel(d.recipient_id, d.channel, result.reason or "opt_out")
+
+    async def _dead(self, result: SendResult, status: ReceiptStatus) -> None:
+        d = self.delivery
+        reason = result.reason or "unknown"
+        if status is ReceiptStatus.DEAD_LETTERED:
+            reason = f"retries_exhausted:{reason}"
+        await dead_letter(d, self.raw, status, reason, result.detail, provider_of(d), self.source)
+
+    async def _to_retry_topic(self, result: SendResult, delay: float) -> None:
+        d = self.delivery
+        request = RetryRequest(
+            delivery=d.model_copy(update={"attempt": d.attempt + 1}),
+            due_at=datetime.fromtimestamp(time.time() + delay, UTC),
+            last_reason=result.reason or "transient",
+        )
+        sent = await topics.retries.send(key=d.recipient_id.encode(), value=request)
+        receipt = await receipts.record(d, ReceiptStatus.RETRYING, result.reason)
+        await sent
+        await receipt
+
+
+def _make_sink(channel: Channel, sender: Sender) -> Callable[[faust.StreamT[Delivery]], Any]:
+    async def deliver(stream: faust.StreamT[Delivery]) -> None:
+        window: AckWindow[faust.EventT] = AckWindow(
+            _settings.sink_concurrency,
+            ack=lambda event: event.ack(),
+            partition_of=lambda event: event.message.tp,
+        )
+        chains = KeyedChain()
+        # noack: acks are the window's, in offset order (StreamT's stub lacks noack()).
+        async for event in stream.noack().events():  # type: ignore[attr-defined]
+            attempt = Attempt(event.value, event.message)
+
+            async def work(a: Attempt = attempt) -> None:
+                if channel in ORDERED:
+                    await chains.run(a.delivery.target.address, lambda: a.run(sender))
+                else:
+                    await a.run(sender)
+
+            await window.submit(event, work)
+
+    return deliver
+
+
+for _channel, _sender in senders.items():
+    for _lane in _settings.served_lanes:
+        app.agent(
+            topics.deliveries[(_channel, _lane)],
+            name=f"sink.{_channel.value}.{_lane.value}",
+            concurrency=1,
+        )(_make_sink(_channel, _sender))
+
+
+@app.service
+class _CloseSenders(faust.Service):  # type: ignore[misc]
+    """Close the SDK clients (connection pools, thread pools) when the worker stops."""
+
+    async def on_stop(self) -> None:
+        for sender in senders.values():
+            await sender.aclose()
