@@ -1,4 +1,5 @@
-"""`clarion demo`: a local broker (unless one is configured), one worker, sample traffic."""
+"""`clarion demo`: a local broker (unless one is configured), the provider sandbox, one
+worker delivering through the real SDKs to it, and sample traffic."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +19,8 @@ from aiokafka import AIOKafkaProducer
 from rich.console import Console
 
 from devenv.kafka import kafka_broker
+from devenv.sandbox import Sandbox
+from devenv.sandbox.env import provider_env
 from devenv.traffic import produce_traffic, seed_profiles, user_ids
 from devenv.worker import WorkerProcess, worker_env
 from logic.tokens import issue_token
@@ -39,12 +44,43 @@ async def follow_inapp(base_url: str, token: str, user: str) -> None:
                 )
 
 
+DEMO_WINDOW_S = 5
+DEMO_CONFIRM_WITHIN_S = 8
+
+
+def demo_rules(var: Path) -> Path:
+    """The packaged rules at demo speed: 5 s aggregation windows and escalation after 8 s,
+    so every channel shows up within half a minute. Same categories, lanes and channels."""
+    from importlib import resources
+
+    text = resources.files("logic").joinpath("rules.toml").read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^window_s = \d+", f"window_s = {DEMO_WINDOW_S}", text)
+    text = re.sub(
+        r"(?m)^confirm_within_s = \d+", f"confirm_within_s = {DEMO_CONFIRM_WITHIN_S}", text
+    )
+    path = var / "rules.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def report_sends(sandbox: Sandbox, every_s: float = 10.0) -> None:
+    """Every few seconds, what the providers (the sandbox) have accepted so far."""
+    while True:
+        await asyncio.sleep(every_s)
+        counts = Counter(s.provider for s in sandbox.sends())
+        summary = ", ".join(
+            f"{p} {counts[p]}" for p in ("fcm", "apns", "sendgrid", "twilio", "webhook")
+        )
+        console.print(f"[magenta]providers accepted[/] {summary}")
+
+
 async def run_demo(duration: float | None, rate: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
     var = Path("var/demo")
     fresh_broker = not os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    with kafka_broker() as bootstrap:
+    with kafka_broker() as bootstrap, Sandbox() as sandbox:
         if fresh_broker:
             # A new local broker has none of the old offsets: old table state would lie.
             shutil.rmtree(var / "data", ignore_errors=True)
@@ -55,8 +91,11 @@ async def run_demo(duration: float | None, rate: float) -> None:
             partitions=settings.partitions,
             workdir=var,
             web_port=settings.web_port if "CLARION_WEB_PORT" in os.environ else None,
+            extra=provider_env(sandbox, var / "providers")
+            | {"CLARION_RULES_PATH": os.environ.get("CLARION_RULES_PATH") or str(demo_rules(var))},
         )
         worker = WorkerProcess(env, var / "worker.log")
+        sandbox.sendgrid_event_webhook_url = f"{worker.base_url}/providers/sendgrid/events"
         console.print(f"[bold]Kafka[/] {bootstrap} · starting worker (log: {worker.log_path})")
         with worker:
             await asyncio.to_thread(worker.wait_ready)
@@ -71,16 +110,21 @@ async def run_demo(duration: float | None, rate: float) -> None:
             # Printed raw: a wrapped URL cannot be pasted.
             print(f"  curl -N '{worker.base_url}/inapp/stream?token={token}'", flush=True)
             console.print(
-                f"Other channels (push, email, SMS, webhook) go to {env['CLARION_OUTBOX_PATH']}"
-                f" and {worker.log_path}; bad events to {settings.topic_prefix}dlq.events.\n"
-                "Ctrl-C stops the traffic, the worker and the broker."
+                "Push (FCM, APNs), email (SendGrid), SMS (Twilio) and webhooks go through the "
+                f"real SDKs to the provider sandbox ({sandbox.base_url}/_sandbox/sends); "
+                f"bad events to {settings.topic_prefix}dlq.events, failed deliveries to "
+                f"{settings.topic_prefix}dlq.deliveries.\n"
+                "Ctrl-C stops the traffic, the worker, the sandbox and the broker."
             )
             producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
             await producer.start()
             follower = asyncio.create_task(follow_inapp(worker.base_url, token, "alice"))
+            reporter = asyncio.create_task(report_sends(sandbox))
             try:
                 rng = random.Random()
-                await seed_profiles(producer, settings.topic_prefix, users, rng)
+                await seed_profiles(
+                    producer, settings.topic_prefix, users, rng, sandbox.webhook_url("")
+                )
                 sent = await produce_traffic(
                     producer, settings.topic_prefix, users, rate, duration, rng
                 )
@@ -89,5 +133,8 @@ async def run_demo(duration: float | None, rate: float) -> None:
                 console.print("stopping…")
             finally:
                 follower.cancel()
-                await asyncio.gather(follower, return_exceptions=True)
+                reporter.cancel()
+                await asyncio.gather(follower, reporter, return_exceptions=True)
+                counts = Counter(s.provider for s in sandbox.sends())
+                console.print(f"providers accepted in all: {dict(sorted(counts.items()))}")
                 await producer.stop()

@@ -46,18 +46,18 @@ def preferences_for(user_id: str, rng: random.Random) -> dict[str, Any]:
     return prefs
 
 
-def contacts_for(user_id: str, rng: random.Random) -> dict[str, Any]:
+def contacts_for(
+    user_id: str, rng: random.Random, webhook_base: str = "https://hooks.example.com"
+) -> dict[str, Any]:
+    platform = rng.choice(["fcm", "apns"])
+    # APNs device tokens are 64 hex digits; FCM registration tokens are opaque strings.
+    token = uuid.uuid4().hex * 2 if platform == "apns" else f"fcm-{uuid.uuid4().hex}"
     return {
         "user_id": user_id,
-        "devices": [
-            {
-                "token": f"{rng.choice(['fcm', 'apns'])}-{uuid.uuid4().hex}",
-                "platform": rng.choice(["fcm", "apns"]),
-            }
-        ],
+        "devices": [{"token": token, "platform": platform}],
         "email": f"{user_id}@example.com",
         "phone": f"+1555{rng.randrange(10**6, 10**7)}",
-        "webhook_url": f"https://hooks.example.com/{user_id}",
+        "webhook_url": f"{webhook_base.rstrip('/')}/{user_id}",
     }
 
 
@@ -127,7 +127,11 @@ def event_stream(users: list[str], rng: random.Random) -> Iterator[dict[str, Any
 
 
 async def seed_profiles(
-    producer: AIOKafkaProducer, prefix: str, users: list[str], rng: random.Random
+    producer: AIOKafkaProducer,
+    prefix: str,
+    users: list[str],
+    rng: random.Random,
+    webhook_base: str = "https://hooks.example.com",
 ) -> None:
     for user in users:
         key = user.encode()
@@ -135,7 +139,7 @@ async def seed_profiles(
             prefix + PREFERENCES, json.dumps(preferences_for(user, rng)).encode(), key=key
         )
         await producer.send(
-            prefix + CONTACTS, json.dumps(contacts_for(user, rng)).encode(), key=key
+            prefix + CONTACTS, json.dumps(contacts_for(user, rng, webhook_base)).encode(), key=key
         )
     await producer.flush()
 

@@ -42,6 +42,10 @@ from streams.app import app
 from tables.state import ledger
 
 log = logging.getLogger("clarion.deliver")
+# httpx logs every request at INFO and twilio's client seven lines per request: at
+# thousands of sends a second that is most of the worker's time. Outcomes are in receipts.
+for _noisy in ("httpx", "httpcore", "twilio", "hpack", "h2", "aioapns", "google"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 _settings = app.settings
 senders: dict[Channel, Sender] = build_senders(ProviderSettings())
 policy = RetryPolicy(_settings.retry_max_attempts, _settings.retry_base_s, _settings.retry_cap_s)

@@ -14,7 +14,6 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GOOGLE_FCM_URL = "https://fcm.googleapis.com"
-DEV_WEBHOOK_SECRET = "dev-only-webhook-secret-change-me-in-production"
 
 
 class ProviderSettings(BaseSettings):
@@ -83,10 +82,13 @@ class ProviderSettings(BaseSettings):
     )
 
     # -- Webhook ----------------------------------------------------------------------------
-    webhook_secret: SecretStr = Field(
-        default=SecretStr(DEV_WEBHOOK_SECRET),
+    webhook_secret: SecretStr | None = Field(
+        default=None,
         min_length=32,
-        description="HMAC-SHA256 secret that signs outgoing webhooks (Clarion-Signature).",
+        description=(
+            "HMAC-SHA256 secret that signs outgoing webhooks (Clarion-Signature). Unset: the "
+            "webhook channel is not configured and goes to the console outbox."
+        ),
     )
     webhook_max_connections: int = Field(
         default=100, ge=1, description="Connection pool size of the webhook HTTP client."

@@ -11,8 +11,8 @@ def build_senders(cfg: ProviderSettings) -> dict[Channel, Sender]:
     """One sender per configured channel; unconfigured channels are absent.
 
     Push is present when FCM or APNs is configured (a push for the other platform is then a
-    PERMANENT ``<platform>:not_configured``). Webhook is always present: its secret has a
-    development default, which production must override (CLARION_WEBHOOK_SECRET).
+    PERMANENT ``<platform>:not_configured``). Webhook is present when its signing secret
+    (CLARION_WEBHOOK_SECRET) is set.
     Call ``aclose()`` on each sender at shutdown.
     """
     from sinks.providers.push import PushSender
@@ -70,12 +70,13 @@ def build_senders(cfg: ProviderSettings) -> dict[Channel, Sender]:
             base_url=cfg.twilio_url,
             timeout_s=timeout,
         )
-    senders[Channel.WEBHOOK] = WebhookSender(
-        secret=cfg.webhook_secret.get_secret_value(),
-        timeout_s=timeout,
-        max_connections=cfg.webhook_max_connections,
-        max_keepalive=cfg.webhook_max_keepalive,
-    )
+    if cfg.webhook_secret is not None:
+        senders[Channel.WEBHOOK] = WebhookSender(
+            secret=cfg.webhook_secret.get_secret_value(),
+            timeout_s=timeout,
+            max_connections=cfg.webhook_max_connections,
+            max_keepalive=cfg.webhook_max_keepalive,
+        )
     return senders
 
 

@@ -18,13 +18,14 @@ from devenv.sandbox.record import SendRecord
 from tests.integration.conftest import Pipeline, start_pipeline
 from tests.integration.kafka_io import collect
 
-# Retries fast enough for tests: 0.2 s, 0.4 s, … capped at 1 s, six tries in all.
+# Retries fast enough for tests: 0.2 s, 0.4 s, … capped at 1 s, six tries in all. Provider
+# pacing out of the way (its defaults are real quotas, e.g. Twilio 100 messages/s).
 FAST_RETRIES = {
     "CLARION_RETRY_BASE_S": "0.2",
     "CLARION_RETRY_CAP_S": "1",
     "CLARION_RETRY_MAX_ATTEMPTS": "6",
     "CLARION_SEND_TIMEOUT_S": "2",
-}
+} | {f"CLARION_PACE_{p}_PER_S": "100000" for p in ("FCM", "APNS", "SENDGRID", "TWILIO", "WEBHOOK")}
 
 
 @contextmanager
