@@ -35,6 +35,7 @@ bench: $(STAMP)  ## the benchmarks; figures go in benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.latency
 	$(BIN)/python -m benchmarks.burst
 	$(BIN)/python -m benchmarks.aggregation
+	$(BIN)/python -m benchmarks.delivery
 
 clean:
 	rm -rf $(VENV) var

@@ -6,9 +6,12 @@ steer a sandbox started with ``python -m devenv.sandbox``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from devenv.sandbox.faults import FaultRule
+from devenv.sandbox.record import SendRecord
 from devenv.sandbox.state import SandboxState
 
 # Settings that can be changed at run time, over HTTP or as Sandbox attributes.
@@ -19,12 +22,35 @@ def config(state: SandboxState) -> dict[str, str | None]:
     return {key: getattr(state, key) for key in CONFIG_KEYS}
 
 
+def brief(record: SendRecord) -> dict[str, Any]:
+    """A send without its payload and headers (``GET /_sandbox/sends?view=brief``)."""
+    return {
+        "provider": record.provider,
+        "target": record.target,
+        "message_id": record.message_id,
+        "received_at": record.received_at,
+        "delivery_id": record.delivery_id,
+    }
+
+
 def setup(app: web.Application, state: SandboxState) -> None:
     async def get_sends(request: web.Request) -> web.Response:
         records = state.log.sends(
             provider=request.query.get("provider"), target=request.query.get("target")
         )
+        view = request.query.get("view", "full")
+        if view == "brief":
+            # Without payloads and headers: tens of thousands of sends stay a small answer.
+            return web.json_response({"sends": [brief(r) for r in records]})
+        if view != "full":
+            return web.json_response({"error": "view: full or brief"}, status=400)
         return web.json_response({"sends": [r.to_json() for r in records]})
+
+    async def count_sends(request: web.Request) -> web.Response:
+        records = state.log.sends(
+            provider=request.query.get("provider"), target=request.query.get("target")
+        )
+        return web.json_response({"count": len(records)})
 
     async def delete_sends(request: web.Request) -> web.Response:
         state.log.clear()
@@ -68,6 +94,7 @@ def setup(app: web.Application, state: SandboxState) -> None:
     app.router.add_get("/_sandbox/config", get_config)
     app.router.add_post("/_sandbox/config", post_config)
     app.router.add_get("/_sandbox/sends", get_sends)
+    app.router.add_get("/_sandbox/sends/count", count_sends)
     app.router.add_delete("/_sandbox/sends", delete_sends)
     app.router.add_get("/_sandbox/faults", get_faults)
     app.router.add_post("/_sandbox/faults", post_faults)

@@ -1,0 +1,36 @@
+"""The light views of the send log: counts and payload-free listings (benchmarks poll them)."""
+
+import time
+
+import httpx
+
+from devenv.sandbox import Sandbox
+from sinks.providers.webhook import DELIVERY_ID_HEADER, sign
+
+
+def post_webhook(sb: Sandbox, name: str, delivery_id: str) -> httpx.Response:
+    body = b'{"hello":"world"}'
+    assert sb.webhook_secret is not None
+    headers = {
+        "Content-Type": "application/json",
+        DELIVERY_ID_HEADER: delivery_id,
+        "Clarion-Signature": sign(sb.webhook_secret, int(time.time()), body),
+    }
+    return httpx.post(sb.webhook_url(name), content=body, headers=headers)
+
+
+def test_count_and_brief_view(sandbox: Sandbox) -> None:
+    control = f"{sandbox.base_url}/_sandbox/sends"
+    assert httpx.get(f"{control}/count").json() == {"count": 0}
+    assert post_webhook(sandbox, "shop", "d1").status_code == 200
+    assert post_webhook(sandbox, "shop", "d2").status_code == 200
+    assert post_webhook(sandbox, "other", "d3").status_code == 200
+    assert httpx.get(f"{control}/count", params={"provider": "webhook"}).json() == {"count": 3}
+    assert httpx.get(f"{control}/count", params={"target": "shop"}).json() == {"count": 2}
+    assert httpx.get(f"{control}/count", params={"provider": "fcm"}).json() == {"count": 0}
+
+    sends = httpx.get(control, params={"provider": "webhook", "view": "brief"}).json()["sends"]
+    assert [s["delivery_id"] for s in sends] == ["d1", "d2", "d3"]
+    assert set(sends[0]) == {"provider", "target", "message_id", "received_at", "delivery_id"}
+    assert sends[0]["received_at"] <= sends[2]["received_at"]
+    assert httpx.get(control, params={"view": "nope"}).status_code == 400
