@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from devenv.sandbox import Sandbox
 from devenv.sandbox.env import provider_env
 from schemas.common import Channel, Lane
-from streams.catalog import DLQ_DELIVERIES, delivery_topic
+from streams.catalog import DLQ_DELIVERIES, RECEIPTS, delivery_topic
 from tests.factories import delivery_bytes
 from tests.integration.conftest import start_pipeline
 from tests.integration.delivery_env import FAST_RETRIES, apns_token, email, fcm_token, phone
@@ -154,10 +154,24 @@ async def test_kill_9_with_100k_in_flight_loses_nothing(
                 committed = await admin.list_consumer_group_offsets(p.app_id)
             finally:
                 await admin.close()
+            trail = await collect(
+                p.bootstrap, [p.topic(RECEIPTS)], until=lambda k: False, timeout_s=10
+            )
+            unnamed = sum(1 for s in sandbox.sends() if s.delivery_id is None)
+            print(f"crash: sandbox records without a delivery id: {unnamed}", flush=True)
             for m in missing[:10]:
                 topic, partition, _offset = where[m]
                 at = committed.get(TopicPartition(topic, partition))
-                print(f"crash: never sent {m} at {where[m]}; group committed {at}", flush=True)
+                statuses = [
+                    (json.loads(r.value)["status"], json.loads(r.value).get("reason"))
+                    for r in trail
+                    if r.value and m.encode() in r.value
+                ]
+                print(
+                    f"crash: never sent {m} at {where[m]}; group committed {at}; "
+                    f"receipts {statuses}",
+                    flush=True,
+                )
     lost = expected - set(counts) - dead_ids
     duplicates = sum(n - 1 for n in counts.values())
     print(
