@@ -136,5 +136,6 @@ async def run_demo(duration: float | None, rate: float) -> None:
                 reporter.cancel()
                 await asyncio.gather(follower, reporter, return_exceptions=True)
                 counts = Counter(s.provider for s in sandbox.sends())
-                console.print(f"providers accepted in all: {dict(sorted(counts.items()))}")
+                # Printed raw: rich would wrap it at the terminal's width.
+                print(f"providers accepted in all: {dict(sorted(counts.items()))}", flush=True)
                 await producer.stop()

@@ -68,8 +68,12 @@ def plan(sandbox: Sandbox) -> list[tuple[str, bytes, str]]:
 
 @pytest.mark.timeout(1200)
 async def test_kill_9_with_100k_in_flight_loses_nothing(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    def report(line: str) -> None:
+        with capfd.disabled():  # the figures show on the terminal, also in CI
+            print(line, flush=True)
+
     import json
 
     with Sandbox() as sandbox:
@@ -117,8 +121,8 @@ async def test_kill_9_with_100k_in_flight_loses_nothing(
             ledgered = {r.key.decode().split("\x1f", 1)[1] for r in ledger if r.key}
             in_flight = len(accepted - ledgered)
             pending = len(expected) - len(accepted)
-            print(
-                f"\ncrash: {len(expected)} deliveries; at the kill {len(accepted)} sent, "
+            report(
+                f"crash: {len(expected)} deliveries; at the kill {len(accepted)} sent, "
                 f"{pending} not yet sent, {in_flight} sent but not yet in the ledger"
             )
             assert pending >= IN_FLIGHT_AT_KILL
@@ -174,7 +178,7 @@ async def test_kill_9_with_100k_in_flight_loses_nothing(
                 )
     lost = expected - set(counts) - dead_ids
     duplicates = sum(n - 1 for n in counts.values())
-    print(
+    report(
         f"crash: lost {len(lost)}, dead-lettered {len(dead_ids)}, "
         f"duplicates {duplicates} (bound: {in_flight} in flight), "
         f"drained {len(expected) - len(accepted)} in {drained_s:.0f} s"

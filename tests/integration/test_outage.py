@@ -54,7 +54,7 @@ def pipeline(
 
 
 async def test_everything_is_delivered_after_a_60s_outage_in_order_where_promised(
-    pipeline: Pipeline, sandbox: Sandbox
+    pipeline: Pipeline, sandbox: Sandbox, capfd: pytest.CaptureFixture[str]
 ) -> None:
     for provider in PROVIDERS:
         sandbox.inject(provider, status=503)
@@ -94,7 +94,9 @@ async def test_everything_is_delivered_after_a_60s_outage_in_order_where_promise
     counts = Counter(s.delivery_id for s in got)
     lost = set(expected) - set(counts)
     duplicates = sum(n - 1 for n in counts.values())
-    print(f"\noutage: {len(expected)} deliveries, lost {len(lost)}, duplicates {duplicates}")
+    figures = f"outage: {len(expected)} deliveries, lost {len(lost)}, duplicates {duplicates}"
+    with capfd.disabled():  # the figures show on the terminal, also in CI
+        print(figures, flush=True)
     assert not lost
     assert duplicates == 0
     assert {s.provider for s in got} == set(PROVIDERS)
