@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from devenv.kafka import kafka_broker
+from devenv.sandbox import Sandbox
 from devenv.worker import WorkerProcess, worker_env
 
 TEST_SECRET = "integration-test-secret-0123456789abcdef"
@@ -79,6 +80,13 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
         yield p
     finally:
         p.worker.stop()
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    """The provider sandbox, one per delivery test module (see delivery_env.py)."""
+    with Sandbox() as sb:
+        yield sb
 
 
 @pytest.fixture

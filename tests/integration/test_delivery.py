@@ -36,12 +36,6 @@ IMAGE = "https://cdn.example.com/media/sha256-3f1c.jpg"
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as sb:
-        yield sb
-
-
-@pytest.fixture(scope="module")
 def pipeline(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, sandbox: Sandbox
 ) -> Iterator[Pipeline]:

@@ -33,12 +33,6 @@ CONFIRM_WITHIN_S = 3
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as sb:
-        yield sb
-
-
-@pytest.fixture(scope="module")
 def pipeline(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, sandbox: Sandbox
 ) -> Iterator[Pipeline]:

@@ -32,12 +32,6 @@ PROVIDERS = ("fcm", "apns", "sendgrid", "twilio", "webhook")
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as sb:
-        yield sb
-
-
-@pytest.fixture(scope="module")
 def pipeline(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, sandbox: Sandbox
 ) -> Iterator[Pipeline]:
