@@ -15,8 +15,9 @@ from aiokafka import ConsumerRecord
 from devenv.sandbox import Sandbox
 from devenv.sandbox.env import provider_env
 from devenv.sandbox.record import SendRecord
+from streams.catalog import CONTACTS
 from tests.integration.conftest import Pipeline, start_pipeline
-from tests.integration.kafka_io import collect
+from tests.integration.kafka_io import collect, produce_json
 
 # Retries fast enough for tests: 0.2 s, 0.4 s, … capped at 1 s, six tries in all. Provider
 # pacing out of the way (its defaults are real quotas, e.g. Twilio 100 messages/s).
@@ -40,6 +41,20 @@ def delivering_pipeline(
         yield pipeline
     finally:
         pipeline.worker.stop()
+
+
+async def set_contacts(p: Pipeline, uid: str, **points: Any) -> dict[str, Any]:
+    """Produce a user's contact points and wait until the worker's table has them."""
+    contacts = {"user_id": uid, **points}
+    await produce_json(p.bootstrap, p.topic(CONTACTS), contacts, uid)
+    got = await collect(
+        p.bootstrap,
+        [f"{p.app_id}-contacts-changelog"],
+        until=lambda kept: len(kept) >= 1,
+        keep=lambda r: r.key == uid.encode(),
+    )
+    assert got, "contacts never reached the table"
+    return contacts
 
 
 def apns_token() -> str:

@@ -27,10 +27,11 @@ from tests.integration.delivery_env import (
     header,
     phone,
     records_where,
+    set_contacts,
     value,
     wait_for_sends,
 )
-from tests.integration.kafka_io import collect, produce, produce_json
+from tests.integration.kafka_io import produce, produce_json
 
 IMAGE = "https://cdn.example.com/media/sha256-3f1c.jpg"
 
@@ -41,19 +42,6 @@ def pipeline(
 ) -> Iterator[Pipeline]:
     with delivering_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("delivery"), sandbox) as p:
         yield p
-
-
-async def set_contacts(p: Pipeline, uid: str, **points: Any) -> dict[str, Any]:
-    contacts = {"user_id": uid, **points}
-    await produce_json(p.bootstrap, p.topic(CONTACTS), contacts, uid)
-    got = await collect(
-        p.bootstrap,
-        [f"{p.app_id}-contacts-changelog"],
-        until=lambda kept: len(kept) >= 1,
-        keep=lambda r: r.key == uid.encode(),
-    )
-    assert got, "contacts never reached the table"
-    return contacts
 
 
 async def send_delivery(p: Pipeline, channel: Channel, uid: str, address: str, **kw: Any) -> str:

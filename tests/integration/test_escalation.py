@@ -7,14 +7,13 @@ import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from devenv.sandbox import Sandbox
 from logic.tokens import issue_token
-from streams.catalog import CONTACTS, RECEIPTS
+from streams.catalog import RECEIPTS
 from tests.factories import event_dict
 from tests.integration.conftest import FAST_RULES, TEST_SECRET, Pipeline
 from tests.integration.delivery_env import (
@@ -24,10 +23,11 @@ from tests.integration.delivery_env import (
     for_user,
     phone,
     records_where,
+    set_contacts,
     value,
     wait_for_sends,
 )
-from tests.integration.kafka_io import collect, produce_json
+from tests.integration.kafka_io import produce_json
 
 CONFIRM_WITHIN_S = 3
 
@@ -52,20 +52,13 @@ def pipeline(
 
 async def user_with_everything(p: Pipeline, uid: str) -> dict[str, str]:
     points = {"token": fcm_token(), "email": email(), "phone": phone()}
-    contacts: dict[str, Any] = {
-        "user_id": uid,
-        "devices": [{"token": points["token"], "platform": "fcm"}],
-        "email": points["email"],
-        "phone": points["phone"],
-    }
-    await produce_json(p.bootstrap, p.topic(CONTACTS), contacts, uid)
-    got = await collect(
-        p.bootstrap,
-        [f"{p.app_id}-contacts-changelog"],
-        until=lambda kept: len(kept) >= 1,
-        keep=lambda r: r.key == uid.encode(),
+    await set_contacts(
+        p,
+        uid,
+        devices=[{"token": points["token"], "platform": "fcm"}],
+        email=points["email"],
+        phone=points["phone"],
     )
-    assert got
     return points
 
 
