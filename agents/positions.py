@@ -24,7 +24,10 @@ def forget(tps: set[TP]) -> None:
 
 
 def caught_up(tp: TP) -> bool:
-    highwater = app.consumer.highwater(tp)
+    try:
+        highwater = app.consumer.highwater(tp)
+    except AssertionError:  # assigned by the group, not yet by the consumer (start-up)
+        return False
     if highwater is None:
         return False
     position = _processed_next.get(tp)

@@ -64,20 +64,28 @@ class AckWindow(Generic[R]):
                 await work()
                 return
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # this task was cancelled (shutdown): the record is replayed
+                # A CancelledError nobody sent to this task (an awaited future that someone
+                # else cancelled): the work did not finish, so it is tried again like any
+                # other failure rather than ending the task as if it had been cancelled.
+                log.error("delivery work ended in a stray CancelledError; trying it again")
             except Exception:
                 log.exception("delivery work failed; trying it again in %.1f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     def _on_done(self, partition: Hashable) -> None:
         self._slots.release()
         self.in_flight -= 1
         queue = self._pending[partition]
-        while queue and queue[0][1].done():
-            record, task = queue.popleft()
-            if not task.cancelled():  # a cancelled task (shutdown) is replayed, not acked
-                self._ack(record)
+        # A cancelled task (shutdown) is replayed, not acked, and it stays at the head: acking
+        # later records would let Faust commit past it (Faust's gap check does not see a
+        # one-offset hole, nor any hole before a partition's first commit).
+        while queue and queue[0][1].done() and not queue[0][1].cancelled():
+            record, _task = queue.popleft()
+            self._ack(record)
 
     async def drain(self) -> None:
         """Wait for every submitted task (and so every ack) to finish."""

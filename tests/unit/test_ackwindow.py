@@ -93,3 +93,53 @@ async def test_keyed_chain_orders_per_key_and_overlaps_keys() -> None:
     )
     assert log.index("end a1") < log.index("start a2")
     assert log.index("end b1") < log.index("end a1")  # b did not wait for a
+
+
+async def test_a_stray_cancelled_error_is_retried_not_left_as_a_hole() -> None:
+    # An awaited future that something else cancelled raises CancelledError in the work
+    # without the task being cancelled. That record must be done again and acked in order;
+    # leaving it as a gap would let Faust commit past it (its gap check misses one offset).
+    acked: list[int] = []
+    window: AckWindow[int] = AckWindow(8, acked.append, lambda r: 0, retry_delay_s=0.001)
+    runs = {"first": 0}
+
+    async def cancelled_once() -> None:
+        runs["first"] += 1
+        if runs["first"] == 1:
+            future = asyncio.get_running_loop().create_future()
+            future.cancel()
+            await future
+
+    async def ok() -> None:
+        await asyncio.sleep(0.001)
+
+    await window.submit(0, cancelled_once)
+    for record in range(1, 6):
+        await window.submit(record, ok)
+    await window.drain()
+    await asyncio.sleep(0.01)
+    assert runs["first"] == 2
+    assert acked == [0, 1, 2, 3, 4, 5]
+
+
+async def test_a_cancelled_head_holds_its_partition_but_not_others() -> None:
+    acked: list[tuple[str, int]] = []
+    window: AckWindow[tuple[str, int]] = AckWindow(16, acked.append, lambda r: r[0])
+
+    async def forever() -> None:
+        await asyncio.sleep(3600)
+
+    async def ok() -> None:
+        await asyncio.sleep(0.001)
+
+    await window.submit(("a", 0), forever)
+    for offset in range(1, 4):
+        await window.submit(("a", offset), ok)
+        await window.submit(("b", offset), ok)
+    await asyncio.sleep(0.05)
+    head = window._pending["a"][0][1]
+    head.cancel()  # shutdown: record a/0 will be replayed
+    await window.drain()
+    await asyncio.sleep(0.01)
+    assert [r for r in acked if r[0] == "b"] == [("b", 1), ("b", 2), ("b", 3)]
+    assert [r for r in acked if r[0] == "a"] == [], "acks ran ahead of a cancelled record"
