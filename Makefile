@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Reinstall whenever pyproject.toml changes.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint unit integration bench clean
+.PHONY: run test lint unit integration bench clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,17 +17,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## local broker (unless KAFKA_BOOTSTRAP_SERVERS), one worker, sample traffic
 	$(BIN)/clarion demo
 
-test: lint $(STAMP)  ## lint, types, unit and integration tests (starts its own broker)
+test: lint chromium $(STAMP)  ## lint, types, unit and integration tests (starts its own broker)
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: chromium $(STAMP)
 	$(BIN)/pytest tests/unit
 
-integration: $(STAMP)
+integration: chromium $(STAMP)
 	$(BIN)/pytest -m integration
 
 bench: $(STAMP)  ## the benchmarks; figures go in benchmarks/RESULTS.md
@@ -36,6 +36,21 @@ bench: $(STAMP)  ## the benchmarks; figures go in benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.burst
 	$(BIN)/python -m benchmarks.aggregation
 	$(BIN)/python -m benchmarks.delivery
+	$(BIN)/python -m benchmarks.gateway
+	$(BIN)/python -m benchmarks.fanout
+
+# The inbox page's browser test drives Debian's chromium through Playwright (never a
+# Playwright browser download). Installed once if missing; without apt-get (or root) it says
+# how to install it, and that test skips.
+CLARION_CHROMIUM ?= /usr/bin/chromium
+APT := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n) env DEBIAN_FRONTEND=noninteractive apt-get -q
+chromium:
+	@if [ -x "$(CLARION_CHROMIUM)" ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && \
+	  { $(APT) install -y chromium || { $(APT) update && $(APT) install -y chromium; }; }; then :; \
+	else echo "chromium: not installed and apt-get could not install it. Install Chromium" \
+	  "(Debian/Ubuntu: sudo apt-get install chromium) and set CLARION_CHROMIUM to its path;" \
+	  "until then the inbox page's browser tests skip."; fi
 
 clean:
 	rm -rf $(VENV) var

@@ -44,7 +44,7 @@ from logic.partitioning import partition_of
 from schemas.common import Lane
 from schemas.digests import DigestWindow
 from schemas.notifications import Notification
-from streams import topics
+from streams import metrics, topics
 from streams.app import app
 from streams.catalog import INGRESS, lane_topic
 from tables.state import digests
@@ -181,6 +181,7 @@ async def gather(
         w = windows.add_to_window(w, n, emit.rules.max_actors, hold_until)
     _store(key, w, partition)
     index._merge(lp, w.sources)
+    metrics.inc(metrics.digest_gathered, n.lane.value)
 
 
 async def flush(key: bytes, w: DigestWindow, partition: int, now: float) -> bool:
@@ -223,6 +224,7 @@ async def _flush(key: bytes, w: DigestWindow, partition: int, now: float) -> boo
         log.warning("deliveries of window %r not acknowledged; it will be sent again", key)
         return False
     del digests[key]
+    metrics.digest_window_flushed(w.lane, w.count)
     return True
 
 

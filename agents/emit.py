@@ -11,6 +11,7 @@ from typing import Any
 
 from logic.buckets import BucketLimit, BucketState, from_json, to_json
 from logic.escalation import split_for_escalation
+from logic.presence import prefer_in_app
 from logic.render import default_renderer
 from logic.routing import RoutePlan, notification_receipt, plan_deliveries
 from logic.rules import load_rules
@@ -19,8 +20,8 @@ from schemas.common import Channel, Lane
 from schemas.control import EscalationStep
 from schemas.notifications import Delivery, Notification, ReceiptStatus
 from schemas.users import ContactPoints, Preferences
-from sinks import receipts
-from streams import topics
+from sinks import presence, receipts
+from streams import metrics, topics
 from streams.app import app
 from tables.state import buckets, contacts, preferences
 
@@ -37,7 +38,11 @@ def profile(recipient_id: str) -> tuple[Preferences | None, ContactPoints | None
 def plan(
     n: Notification, prefs: Preferences | None, contact: ContactPoints | None, now: float
 ) -> RoutePlan:
-    return plan_deliveries(n, prefs, contact, rules, renderer, datetime.fromtimestamp(now, UTC))
+    p = plan_deliveries(n, prefs, contact, rules, renderer, datetime.fromtimestamp(now, UTC))
+    # Hybrid push/pull: connected to a gateway → in-app now, no push (logic/presence.py).
+    online = bool(presence.gateways_of(n.recipient_id, presence.record_time(now)))
+    required = rules.for_category(n.category).required
+    return prefer_in_app(p, online=online, lane=n.lane, required=required)
 
 
 def _bucket_key(recipient_id: str, channel: Channel) -> bytes:
@@ -102,11 +107,14 @@ async def emit(
         else:
             topic = topics.deliveries[(delivery.channel, n.lane)]
             futures.append(await topic.send(key=key, value=delivery))
+            metrics.delivery_planned(delivery)
     if p.receipt is not None:
+        metrics.notification_dropped(p.receipt)
         futures.append(await topics.receipts.send(key=key, value=p.receipt))
     return futures
 
 
 async def drop(n: Notification, status: ReceiptStatus, reason: str, now: float) -> None:
     receipt = notification_receipt(n, status, reason, datetime.fromtimestamp(now, UTC))
+    metrics.notification_dropped(receipt)
     await topics.receipts.send(key=n.recipient_id.encode(), value=receipt)

@@ -18,7 +18,7 @@ from agents.delay import run_when_due
 from schemas.control import EscalationStep
 from schemas.notifications import ReceiptStatus
 from sinks import receipts
-from streams import topics
+from streams import metrics, topics
 from streams.app import app
 from tables.state import confirmed
 
@@ -29,11 +29,14 @@ def confirmed_key(recipient_id: str, notification_id: str) -> bytes:
 
 async def _step(step: EscalationStep) -> None:
     if confirmed.get(confirmed_key(step.recipient_id, step.notification_id)) is not None:
+        metrics.escalation_steps.labels("confirmed").inc()
         return
+    metrics.escalation_steps.labels("sent").inc()
     key = step.recipient_id.encode()
     futures: list[Any] = []
     for d in step.steps[0]:
         futures.append(await topics.deliveries[(d.channel, d.lane)].send(key=key, value=d))
+        metrics.delivery_planned(d)
         futures.append(await receipts.record(d, ReceiptStatus.ESCALATED, "not_confirmed"))
     if len(step.steps) > 1:
         due = datetime.now(UTC) + timedelta(seconds=step.confirm_within_s)

@@ -15,10 +15,11 @@ from faust.types import Message
 from agents import positions
 from logic.classify import to_notification
 from logic.dedupe import is_duplicate
+from logic.replay import ingress_position, replay_marker
 from logic.rules import load_rules
 from logic.validation import Rejection, decode_event
 from schemas.events import LiveStartedEvent
-from streams import topics
+from streams import metrics, topics
 from streams.app import app
 from streams.catalog import INGRESS_LANE
 from tables.state import seen_events
@@ -44,8 +45,16 @@ async def _ingest(stream: faust.StreamT) -> None:
         message = event.message
         positions.observe(message.tp, message.offset)
         now = datetime.now(UTC)
+        # A replayed record is processed as the original message at its original position
+        # (same dedupe entry, same window watermark, same ids); see logic/replay.py.
+        replay = replay_marker(message.headers)
+        partition, offset = ingress_position(
+            replay, message.topic, message.partition, message.offset
+        )
         decoded = decode_event(message.value, _settings.max_event_bytes)
         if isinstance(decoded, Rejection):
+            if replay is not None and not replay.forwards:
+                continue  # state-only sends nothing, not even a second dead letter
             log.warning(
                 "dead-lettered %s[%d]@%d: %s (%s)",
                 message.topic,
@@ -57,17 +66,20 @@ async def _ingest(stream: faust.StreamT) -> None:
             await topics.dlq_events.send(
                 key=message.key, value=message.value, headers=dlq_headers(message, decoded, now)
             )
+            metrics.events_dead_lettered.labels(decoded.reason.value).inc()
             continue
-        if is_duplicate(seen_events.get(decoded.event_id), message.offset):
+        if is_duplicate(seen_events.get(decoded.event_id), offset):
+            metrics.events_duplicate.labels(decoded.type).inc()
             continue
-        seen_events[decoded.event_id] = [message.offset, now.timestamp()]
+        seen_events[decoded.event_id] = [offset, now.timestamp()]
+        metrics.inc(metrics.events_in, decoded.type)
+        if replay is not None and not replay.forwards:
+            continue  # state-only: the dedupe state is rebuilt, nothing goes onward
         if isinstance(decoded, LiveStartedEvent):
             # Audiences are resolved by the fan-out stage; park the broadcast for it.
             await topics.broadcasts.send(key=decoded.audience.of.encode(), value=decoded)
             continue
-        notification = to_notification(
-            decoded, _rules, now, f"{message.topic}:{message.partition}", message.offset
-        )
+        notification = to_notification(decoded, _rules, now, f"{message.topic}:{partition}", offset)
         await topics.lanes[notification.lane].send(
             key=notification.recipient_id.encode(), value=notification
         )

@@ -12,6 +12,7 @@ from typing import Any
 import faust
 from pydantic import ValidationError
 
+from logic.masking import describe_invalid
 from streams import topics
 from streams.app import app
 from tables.state import contacts, preferences
@@ -31,7 +32,8 @@ async def _apply(stream: faust.StreamT, table: faust.Table, codec: Any, what: st
         try:
             value = codec.loads(event.value)
         except (ValidationError, ValueError) as exc:
-            log.warning("invalid %s for %r: %s", what, key, exc)
+            # Never the raw message: pydantic quotes the rejected email/phone/token in it.
+            log.warning("invalid %s for %r: %s", what, key, describe_invalid(exc))
             continue
         if value.user_id.encode() != key:
             log.warning("%s key %r does not match user_id %r: skipped", what, key, value.user_id)

@@ -7,12 +7,13 @@ import faust
 
 from agents.delay import run_when_due
 from schemas.control import RetryRequest
-from streams import topics
+from streams import metrics, topics
 from streams.app import app
 
 
 async def _republish(request: RetryRequest) -> None:
     d = request.delivery
+    metrics.inc(metrics.retries_republished, d.lane.value, d.channel.value)
     await (await topics.deliveries[(d.channel, d.lane)].send(key=d.recipient_id.encode(), value=d))
 
 

@@ -109,6 +109,8 @@ async def run_demo(duration: float | None, rate: float) -> None:
             console.print("[bold green]Clarion is running.[/] Watch alice's in-app notifications:")
             # Printed raw: a wrapped URL cannot be pasted.
             print(f"  curl -N '{worker.base_url}/inapp/stream?token={token}'", flush=True)
+            console.print("or open her inbox page in a browser:")
+            print(f"  {worker.base_url}/inbox?token={token}", flush=True)
             console.print(
                 "Push (FCM, APNs), email (SendGrid), SMS (Twilio) and webhooks go through the "
                 f"real SDKs to the provider sandbox ({sandbox.base_url}/_sandbox/sends); "

@@ -19,6 +19,7 @@ class RejectReason(StrEnum):
     NOT_AN_OBJECT = "not_an_object"
     UNSUPPORTED_VERSION = "unsupported_schema_version"
     SCHEMA_VIOLATION = "schema_violation"
+    BAD_KEY = "bad_key"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from logic.masking import mask_address
 from schemas.notifications import Delivery, ReceiptStatus
 from sinks import receipts
-from streams import topics
+from streams import metrics, topics
 
 log = logging.getLogger("clarion.dlq")
 
@@ -52,5 +52,6 @@ async def dead_letter(
         key=delivery.recipient_id.encode(), value=raw, headers=headers
     )
     receipt = await receipts.record(delivery, status, reason)
+    metrics.dead_lettered(delivery, provider, status.value)
     await dlq
     await receipt

@@ -37,7 +37,7 @@ from sinks.profile_updates import disable_channel, remove_address
 from sinks.providers.base import Outcome, Sender, SendResult
 from sinks.providers.config import ProviderSettings
 from sinks.providers.factory import build_senders
-from streams import topics
+from streams import metrics, topics
 from streams.app import app
 from tables.state import ledger
 
@@ -93,6 +93,7 @@ class Attempt:
         while True:
             await _pacers[provider_of(d)].acquire()
             result = await sender.send(d)
+            metrics.provider_send(d, provider_of(d), result.outcome.value, result.reason)
             if result.outcome is not Outcome.TRANSIENT:
                 await self._finish(result)
                 return
@@ -104,6 +105,7 @@ class Attempt:
                 await self._to_retry_topic(result, delay)
                 return
             log.info("%s: %s; retrying in place in %.1f s", d.delivery_id, result.reason, delay)
+            metrics.retry_scheduled(d, "in_place")
             await asyncio.sleep(delay)
             d = self.delivery = d.model_copy(update={"attempt": d.attempt + 1})
 
@@ -137,6 +139,7 @@ class Attempt:
             last_reason=result.reason or "transient",
         )
         sent = await topics.retries.send(key=d.recipient_id.encode(), value=request)
+        metrics.retry_scheduled(d, "topic")
         receipt = await receipts.record(d, ReceiptStatus.RETRYING, result.reason)
         await sent
         await receipt

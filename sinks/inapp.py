@@ -3,14 +3,16 @@ nothing) and push it to the user's live SSE connections on this worker."""
 
 from __future__ import annotations
 
+import time
+
 import faust
 
 from logic.inbox import append_item, contains, next_seq
 from schemas.common import Channel
 from schemas.notifications import Delivery, InboxItem, ReceiptStatus
-from sinks import receipts
+from sinks import presence, receipts
 from sinks.hub import Hub
-from streams import topics
+from streams import metrics, topics
 from streams.app import app
 from tables.state import inbox
 
@@ -44,6 +46,12 @@ async def _deliver_in_app(stream: faust.StreamT[Delivery]) -> None:
             item = to_inbox_item(delivery, next_seq(items))
             inbox[key] = append_item(items, item, limit)
             live = hub.publish(delivery.recipient_id, item)
+            # Connections held by gateways (`clarion gateway`): read in the same step as
+            # the inbox write, so a connect's inbox snapshot or this forward has the item.
+            at = presence.record_time(time.time())
+            gateways = presence.gateways_of(delivery.recipient_id, at)
+            live += len(await presence.forward(delivery.recipient_id, [item], gateways))
+            metrics.delivered(delivery)
         await receipts.record(delivery, ReceiptStatus.DELIVERED if live else ReceiptStatus.SENT)
 
 

@@ -14,7 +14,7 @@ from schemas.common import Channel
 from schemas.notifications import Delivery, ReceiptStatus
 from sinks import receipts
 from sinks.deliver import senders
-from streams import topics
+from streams import metrics, topics
 from streams.app import app
 
 log = logging.getLogger("clarion.outbox")
@@ -44,6 +44,7 @@ async def _deliver_to_outbox(stream: faust.StreamT[Delivery]) -> None:
                 delivery.title,
                 delivery.body,
             )
+        metrics.provider_send(delivery, "outbox", "sent")
         await receipts.record(delivery, ReceiptStatus.SENT)
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.notifications import Delivery, Receipt, ReceiptStatus
-from streams import topics
+from streams import metrics, topics
 
 
 async def record(
@@ -24,4 +24,5 @@ async def record(
         channel=delivery.channel,
         reason=reason,
     )
+    metrics.receipt_written(receipt)
     return await topics.receipts.send(key=delivery.recipient_id.encode(), value=receipt)

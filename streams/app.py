@@ -76,13 +76,19 @@ app = ClarionApp(get_settings())
 # these imports come last).
 import agents.confirm  # noqa: E402
 import agents.escalate  # noqa: E402
+import agents.fanout  # noqa: E402
 import agents.feedback  # noqa: E402
+import agents.graph  # noqa: E402
 import agents.ingest  # noqa: E402
+import agents.presence  # noqa: E402
 import agents.profiles  # noqa: E402
 import agents.retry  # noqa: E402
 import agents.route  # noqa: E402, F401
 import sinks.deliver  # noqa: E402
 import sinks.inapp  # noqa: E402
+import sinks.inbox_page  # noqa: E402
+import sinks.metrics_web  # noqa: E402
 import sinks.outbox  # noqa: E402
 import sinks.web  # noqa: E402, F401
+import streams.admin_views  # noqa: E402
 import streams.commands  # noqa: E402, F401

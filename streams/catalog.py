@@ -41,6 +41,10 @@ INGRESS_LANE = {
 PREFERENCES = "preferences"
 CONTACTS = "contacts"
 BROADCASTS = "broadcasts"
+# The follow graph (compacted, keyed "<actor>/<follower>", tombstone = unfollow) and the
+# fan-out's pages of work (see agents/fanout.py).
+FOLLOWS = "follows"
+FANOUT_TASKS = "fanout.tasks"
 # Punctuation: a timer sends one tick per owned partition so aggregation windows are
 # flushed inside an event of that partition (Faust tables can only be written there).
 TICKS = "ticks"
@@ -55,6 +59,14 @@ ESCALATIONS = "escalations"
 CONFIRMATIONS = "confirmations"
 # Outcomes providers report later (bounces, spam reports), from their webhooks.
 FEEDBACK = "provider.feedback"
+# Gateways' connect/disconnect records and leases (see logic/presence.py), compacted per
+# "<user>\x1f<gateway>" so the last word on each connection is kept.
+PRESENCE = "presence"
+# In-app items for the users connected to a gateway: each gateway reads the one partition
+# logic.presence.gateway_partition gives its id. Not user-keyed, so its own partition count
+# (give it more partitions than there are gateways, or two gateways share one).
+GATEWAY_DELIVERIES = "gateway.deliveries"
+GATEWAY_PARTITIONS = 16
 
 
 def lane_topic(lane: Lane) -> str:
@@ -83,7 +95,13 @@ def all_topics() -> list[TopicSpec]:
     specs += [TopicSpec(lane_topic(lane)) for lane in Lane]
     specs += [TopicSpec(delivery_topic(ch, lane)) for ch in Channel for lane in Lane]
     specs += [TopicSpec(BROADCASTS), TopicSpec(RECEIPTS)]
+    specs += [TopicSpec(FOLLOWS, compacted=True), TopicSpec(FANOUT_TASKS)]
     specs += [TopicSpec(name) for name in (RETRIES, ESCALATIONS, CONFIRMATIONS, FEEDBACK)]
+    specs.append(TopicSpec(PRESENCE, compacted=True))
+    # Live traffic only: a gateway reads from the end, and the inbox has the rest.
+    specs.append(
+        TopicSpec(GATEWAY_DELIVERIES, retention_ms=3600 * 1000, partitions=GATEWAY_PARTITIONS)
+    )
     specs.append(TopicSpec(TICKS, retention_ms=3600 * 1000))
     # Dead letters are kept for 30 days so an operator can inspect and replay them.
     specs.append(TopicSpec(DLQ_EVENTS, retention_ms=30 * 24 * 3600 * 1000))

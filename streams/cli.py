@@ -1,5 +1,6 @@
 """The `clarion` console command: the Faust app's CLI (worker, agents, tables…) plus
-Clarion's own commands (`clarion demo`, `clarion token`)."""
+Clarion's own commands (`clarion demo`, `clarion token`,
+`clarion replay`)."""
 
 from __future__ import annotations
 

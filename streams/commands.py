@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
 
+import click
 from faust.cli import AppCommand, argument, option
 
+from logic.replay import Mode, RangeRequest, ReplayError, parse_time
 from logic.tokens import issue_token
 from streams.app import app
+from streams.replay import ReplayOptions
 
 
 @app.command(argument("user_id"), option("--ttl", type=int, default=None, help="seconds"))
@@ -21,6 +25,22 @@ async def token(self: AppCommand, user_id: str, ttl: int | None) -> None:
 
 
 @app.command(
+    option("--host", default=None, help="bind address (default CLARION_GATEWAY_HOST)"),
+    option("--port", type=int, default=None, help="port (default CLARION_GATEWAY_PORT)"),
+    option("--id", "gateway_id", default=None, help="stable name (default CLARION_GATEWAY_ID)"),
+)
+async def gateway(
+    self: AppCommand, host: str | None, port: int | None, gateway_id: str | None
+) -> None:
+    """Hold in-app client connections (SSE) only: no processing, no consumer group. Tells
+    the workers who is connected (presence) and streams them their in-app items."""
+    from sinks.gateway import serve
+
+    s = app.settings
+    await serve(s, host or s.gateway_host, port or s.gateway_port, gateway_id or s.gateway_id)
+
+
+@app.command(
     option("--duration", type=float, default=None, help="stop after N seconds (default: Ctrl-C)"),
     option("--rate", type=float, default=20.0, help="sample events per second"),
 )
@@ -30,3 +50,63 @@ async def demo(self: AppCommand, duration: float | None, rate: float) -> None:
     from devenv.demo import run_demo
 
     await run_demo(duration=duration, rate=rate)
+
+
+@app.command(
+    argument("topic"),
+    option(
+        "--mode",
+        type=click.Choice([m.value for m in Mode]),
+        default=Mode.DRY_RUN.value,
+        show_default=True,
+        help="dry-run: count only; state-only: rebuild tables; redeliver: run the pipeline",
+    ),
+    option("--partition", "partitions", type=int, multiple=True, help="repeatable; default all"),
+    option("--from-offset", type=int, default=None, help="first offset (inclusive)"),
+    option("--to-offset", type=int, default=None, help="end offset (exclusive)"),
+    option("--since", default=None, help="ISO 8601 time (no zone = UTC): first record at/after"),
+    option("--until", default=None, help="ISO 8601 time: stop before records at/after it"),
+    option("--rate", type=float, default=None, help="at most N records/s (default: no limit)"),
+    option("--restart", is_flag=True, default=False, help="ignore the checkpoint, start over"),
+    option("--json", "as_json", is_flag=True, default=False, help="print the summary as JSON"),
+    option("--no-progress", is_flag=True, default=False, help="no progress bar"),
+)
+async def replay(
+    self: AppCommand,
+    topic: str,
+    mode: str,
+    partitions: tuple[int, ...],
+    from_offset: int | None,
+    to_offset: int | None,
+    since: str | None,
+    until: str | None,
+    rate: float | None,
+    restart: bool,
+    as_json: bool,
+    no_progress: bool,
+) -> None:
+    """Re-read TOPIC (a catalog name: events.*, dlq.events, preferences, contacts) into the
+    pipeline. Re-running the same command resumes an interrupted replay."""
+    from streams.replay import run_replay
+
+    try:
+        options = ReplayOptions(
+            topic=topic,
+            mode=Mode(mode),
+            partitions=partitions,
+            range=RangeRequest(
+                from_offset,
+                to_offset,
+                None if since is None else parse_time(since),
+                None if until is None else parse_time(until),
+            ),
+            restart=restart,
+            rate=rate,
+            progress=not no_progress,
+        )
+    except ReplayError as exc:
+        print(f"clarion replay: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    code = await run_replay(app.settings, options, as_json)
+    if code:
+        raise SystemExit(code)

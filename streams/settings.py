@@ -26,9 +26,10 @@ class Settings(BaseSettings):
     lanes: str = Field(
         default="all",
         description=(
-            "Lanes this worker serves: 'all', or a comma list such as 'critical' or "
-            "'high,social,bulk'. Give each set its own CLARION_APP_ID (consumer group) so a "
-            "burst on one lane cannot hold up another's consumer."
+            "Lanes this worker serves: 'all', 'none' (e.g. a fan-out-only worker), or a comma "
+            "list such as 'critical' or 'high,social,bulk'. Give each set its own "
+            "CLARION_APP_ID (consumer group) so a burst on one lane cannot hold up another's "
+            "consumer."
         ),
     )
     topic_prefix: str = Field(
@@ -64,6 +65,13 @@ class Settings(BaseSettings):
         description="HMAC secret that signs in-app client tokens (HS256 JWT).",
     )
     inapp_token_ttl_s: int = Field(default=3600, ge=60)
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token of the operator views under /admin (table views, open windows, "
+            "lane lags). Unset: those views answer 403. Give every worker the same one."
+        ),
+    )
     inbox_size: int = Field(default=20, ge=1, le=500, description="In-app items kept per user.")
     outbox_path: Path = Field(
         default=Path("var/outbox.jsonl"),
@@ -93,6 +101,48 @@ class Settings(BaseSettings):
     )
     pace_webhook_per_s: float = Field(default=1_000.0, gt=0)
 
+    # Celebrity fan-out (issue 5).
+    fanout: bool | None = Field(
+        default=None,
+        description=(
+            "Run the follow graph and the broadcast fan-out in this worker (default: where "
+            "the bulk lane is served). A fan-out-only worker: CLARION_LANES=none, "
+            "CLARION_FANOUT=true, its own CLARION_APP_ID."
+        ),
+    )
+    fanout_page_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Followers read and notified per page."
+    )
+    fanout_per_s: float = Field(
+        default=1_000.0,
+        gt=0,
+        description=(
+            "Broadcast notifications per second per worker: keep it under the bulk lane's "
+            "throughput and the push provider's quota, so a broadcast never sheds bulk."
+        ),
+    )
+
+    # Gateway role (`clarion gateway`, issue 5): holds in-app connections only.
+    gateway_id: str = Field(
+        default="gateway-1",
+        description="Stable name of this gateway; picks its gateway.deliveries partition.",
+    )
+    gateway_host: str = Field(default="127.0.0.1", description="Gateway bind address.")
+    gateway_port: int = Field(default=6080, ge=1, le=65535)
+    gateway_lease_s: float = Field(
+        default=30.0,
+        ge=1,
+        description="A gateway that stops renewing (every third of this) takes its users offline.",
+    )
+    gateway_sync_timeout_s: float = Field(
+        default=20.0, gt=0, description="Stream without a replay if no worker answers a connect."
+    )
+    fanout_stall_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A fan-out with no page for this long is resumed from its checkpoint.",
+    )
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
@@ -100,12 +150,18 @@ class Settings(BaseSettings):
     def served_lanes(self) -> frozenset[Lane]:
         if self.lanes.strip() == "all":
             return frozenset(Lane)
+        if self.lanes.strip() == "none":
+            return frozenset()
         return frozenset(Lane(part.strip()) for part in self.lanes.split(",") if part.strip())
+
+    @property
+    def runs_fanout(self) -> bool:
+        return Lane.BULK in self.served_lanes if self.fanout is None else self.fanout
 
     @field_validator("lanes")
     @classmethod
     def _known_lanes(cls, value: str) -> str:
-        if value.strip() != "all":
+        if value.strip() not in ("all", "none"):
             parts = [p.strip() for p in value.split(",") if p.strip()]
             unknown = [p for p in parts if p not in {lane.value for lane in Lane}]
             if unknown or not parts:

@@ -11,7 +11,9 @@ from schemas.codec import PydanticCodec
 from schemas.common import Channel, Lane
 from schemas.control import Confirmation, EscalationStep, ProviderFeedback, RetryRequest
 from schemas.events import LiveStartedEvent
+from schemas.graph import FanoutTask
 from schemas.notifications import Delivery, Notification, Receipt
+from schemas.presence import GatewayPush, PresenceEvent
 from schemas.users import ContactPoints, Preferences
 from streams import catalog
 from streams.app import app
@@ -42,6 +44,8 @@ deliveries: dict[tuple[Channel, Lane], faust.TopicT] = {
     for lane in Lane
 }
 broadcasts = _topic(catalog.BROADCASTS, PydanticCodec(LiveStartedEvent))
+follows = _topic(catalog.FOLLOWS, "raw")
+fanout_tasks = _topic(catalog.FANOUT_TASKS, PydanticCodec(FanoutTask))
 ticks = _topic(catalog.TICKS, "json")
 receipts = _topic(catalog.RECEIPTS, PydanticCodec(Receipt))
 dlq_events = _topic(catalog.DLQ_EVENTS, "raw")
@@ -51,6 +55,15 @@ dlq_deliveries = _topic(catalog.DLQ_DELIVERIES, "raw")
 escalations = _topic(catalog.ESCALATIONS, PydanticCodec(EscalationStep))
 confirmations = _topic(catalog.CONFIRMATIONS, PydanticCodec(Confirmation))
 feedback = _topic(catalog.FEEDBACK, PydanticCodec(ProviderFeedback))
+presence = _topic(catalog.PRESENCE, PydanticCodec(PresenceEvent))
+# Its own partition count (one partition per gateway, not per user): see the catalog.
+gateway_deliveries = app.topic(
+    _settings.topic(catalog.GATEWAY_DELIVERIES),
+    key_type=bytes,
+    key_serializer="raw",
+    value_serializer=PydanticCodec(GatewayPush),
+    partitions=catalog.GATEWAY_PARTITIONS,
+)
 
 preferences_codec: PydanticCodec[Preferences] = PydanticCodec(Preferences)
 contacts_codec: PydanticCodec[ContactPoints] = PydanticCodec(ContactPoints)

@@ -9,6 +9,7 @@ from typing import Any
 import faust
 
 from schemas.codec import PydanticCodec
+from schemas.graph import FanoutProgress
 from schemas.notifications import InboxItem
 from schemas.users import ContactPoints, Preferences
 from streams.app import app
@@ -78,10 +79,29 @@ ledger = _table(
     },
 )
 # Critical notifications the user confirmed: "recipient\x1fnotification id" -> unix time.
+# Presence: user id -> {gateway id: epoch} (where the user has connections), plus one lease
+# row per gateway in every partition (logic.presence.lease_key -> [epoch, expires at]).
+presence = _table("presence", "json", "user id -> {gateway: epoch}; gateway leases")
 confirmed = _table(
     "confirmed",
     "json",
     "recipient+notification id -> confirmed at (stops escalation)",
+    options={"ttl": _settings.ledger_horizon_s},
+    extra_topic_configs={
+        "cleanup.policy": "compact,delete",
+        "retention.ms": str(_settings.ledger_horizon_s * 1000),
+    },
+)
+# The follow graph, one row per edge: "<actor>/<follower>" -> followed-at unix time. Rows
+# are spread over all partitions by the edge key, so a celebrity's 50 million followers are
+# 50 million small rows on every partition, never one value; the fan-out pages each
+# partition's share with a range scan (tables/scan.py).
+followers = _table("followers", "json", "actor/follower -> followed at (the follow graph)")
+# Fan-out checkpoints: "<broadcast event id>/<partition>" -> FanoutProgress.
+fanout = _table(
+    "fanout",
+    PydanticCodec(FanoutProgress),
+    "broadcast/partition -> fan-out progress (resume point)",
     options={"ttl": _settings.ledger_horizon_s},
     extra_topic_configs={
         "cleanup.policy": "compact,delete",

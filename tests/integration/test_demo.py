@@ -35,6 +35,7 @@ def test_demo_delivers_sample_traffic_and_stops_cleanly(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Clarion is running" in done.stdout
     assert "curl -N 'http://127.0.0.1:" in done.stdout
+    assert "/inbox?token=" in done.stdout  # alice's inbox page
     # alice's feed is shown through the real SSE endpoint…
     assert done.stdout.count("alice · in-app") >= 1
     # …and every other channel reached its provider (the sandbox) through the real SDKs.

@@ -1,0 +1,243 @@
+"""Celebrity fan-out: one `live_started` broadcast to N followers (default 1,000,000).
+
+    python -m benchmarks.fanout [--followers 1000000] [--rate 0 (unpaced)] [--partitions 8]
+
+One fan-out worker (CLARION_LANES=none, CLARION_FANOUT=true: the fan-out deployed on its
+own, so its rate is not the bulk lane's), one local broker. The follow graph is loaded through the
+`follows` topic into the followers table first (timed separately), then one broadcast goes
+to the `broadcasts` topic and the fan-out writes one notification per follower to the bulk
+lane. Proof of exactly once: the bulk lane topic is read back in full and every follower's
+id must appear exactly once. Baseline, in the same run on the same broker: a raw aiokafka
+producer writing the same number of pre-serialized notifications (the fastest a fan-out
+could possibly write them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from benchmarks.common import (
+    Report,
+    clarion_worker,
+    edge_timestamp,
+    kafka_producer,
+    log,
+    markdown_table,
+    offsets_reader,
+    partitions_of,
+    ratio,
+    run_benchmark,
+    run_tag,
+    send_all,
+    wait_for_count,
+)
+from logic.fanout import edge_key, to_follower
+from logic.rules import load_rules
+from schemas.common import Lane
+from schemas.events import LiveStartedEvent
+from streams.admin import ensure_topics
+from streams.catalog import BROADCASTS, FOLLOWS, TopicSpec, lane_topic
+
+STAR = "star"
+
+
+def follower(i: int) -> str:
+    return f"fan{i:08d}"
+
+
+def broadcast_event() -> LiveStartedEvent:
+    return LiveStartedEvent.model_validate(
+        {
+            "schema_version": 1,
+            "type": "live_started",
+            "event_id": f"live-{run_tag()}",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "actor_id": STAR,
+            "actor_name": "Star",
+            "object": {"kind": "stream", "id": "s1"},
+            "audience": {"kind": "followers", "of": STAR},
+            "stream_title": "Going live",
+        }
+    )
+
+
+async def raw_fanout(bootstrap: str, n: int, partitions: int) -> dict[str, float]:
+    """The baseline: n notifications, serialized up front, written by one aiokafka producer
+    with Faust's producer settings (acks=all, the worker's 5 ms linger)."""
+    topic = f"b{run_tag()}.raw.fanout"
+    await ensure_topics(
+        bootstrap, [TopicSpec(topic)], prefix="", partitions=partitions, replication_factor=1
+    )
+    event, rules, now = broadcast_event(), load_rules(None), datetime.now(UTC)
+    records = [
+        (topic, follower(i).encode(), to_follower(event, follower(i), rules, now)
+         .model_dump_json().encode())
+        for i in range(n)
+    ]  # fmt: skip
+    async with kafka_producer(bootstrap, acks="all", linger_ms=5) as producer:
+        seconds = await send_all(producer, records)
+    return {"seconds": seconds, "per_s": n / seconds}
+
+
+async def read_back(bootstrap: str, topic: str, event_id: str) -> tuple[int, int, set[bytes]]:
+    """(records of this broadcast, distinct recipients, recipients) on `topic`."""
+    marker = event_id.encode()
+    total, keys = 0, set()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 << 20
+    )
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, topic)
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=50_000)
+            for tp, records in batch.items():
+                for r in records:
+                    if r.value is not None and marker in r.value:
+                        total += 1
+                        keys.add(r.key)
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return total, len(keys), keys
+
+
+async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> Report:
+    n = args.followers
+    raw = await raw_fanout(bootstrap, n, args.partitions)
+    log.info("raw: %d notifications in %.1f s (%.0f/s)", n, raw["seconds"], raw["per_s"])
+
+    rate = args.rate if args.rate > 0 else 1e9
+    async with clarion_worker(
+        bootstrap,
+        workdir,
+        args.partitions,
+        "fanout",
+        lanes="none",
+        extra_env={
+            "CLARION_FANOUT": "true",
+            "CLARION_FANOUT_PER_S": str(rate),
+            "CLARION_FANOUT_PAGE_SIZE": str(args.page),
+        },
+    ) as clarion:
+        graph_started = time.monotonic()
+        edges = (
+            (clarion.topic(FOLLOWS), edge_key(STAR, follower(i)).encode(),
+             json.dumps({"actor_id": STAR, "follower_id": follower(i)}).encode())
+            for i in range(n)
+        )  # fmt: skip
+        async with kafka_producer(bootstrap, linger_ms=20, max_batch_size=512 * 1024) as p:
+            await send_all(p, edges)
+        async with offsets_reader(bootstrap) as consumer:
+            loaded = await wait_for_count(
+                consumer, [clarion.changelog("followers")], n, stall_s=120
+            )
+        graph_s = time.monotonic() - graph_started
+        if loaded < n:
+            raise RuntimeError(f"followers table stalled at {loaded} of {n} edges")
+        log.info("follow graph: %d edges in %.1f s", n, graph_s)
+
+        event = broadcast_event()
+        bulk = clarion.topic(lane_topic(Lane.BULK))
+        cpu_before = clarion.cpu_seconds()
+        async with kafka_producer(bootstrap) as p:
+            started_at = time.time()
+            await p.send_and_wait(
+                clarion.topic(BROADCASTS), event.model_dump_json().encode(), key=STAR.encode()
+            )
+        async with offsets_reader(bootstrap) as consumer:
+            written = await wait_for_count(consumer, [bulk], n, stall_s=args.stall)
+        cpu_after = clarion.cpu_seconds()
+        async with offsets_reader(bootstrap) as consumer:
+            first = await edge_timestamp(consumer, [bulk], last=False)
+        async with offsets_reader(bootstrap) as consumer:
+            last = await edge_timestamp(consumer, [bulk], last=True)
+        total, distinct, keys = await read_back(bootstrap, bulk, event.event_id)
+    expected = {follower(i).encode() for i in range(n)}
+    exactly_once = total == distinct == n and keys == expected
+    fanout_s = (last - started_at) if last else None
+    figures: dict[str, Any] = {
+        "benchmark": "fanout",
+        "followers": n,
+        "partitions": args.partitions,
+        "page_size": args.page,
+        "pacing_per_s": args.rate or None,
+        "graph_load_s": round(graph_s, 1),
+        "graph_edges_per_s": round(n / graph_s),
+        "notifications_written": written,
+        "completion_s": round(fanout_s, 1) if fanout_s else None,
+        "first_notification_after_s": round(first - started_at, 2) if first else None,
+        "fanout_per_s": round(n / fanout_s) if fanout_s else None,
+        "raw_per_s": round(raw["per_s"]),
+        "ratio_to_raw": ratio(n / fanout_s if fanout_s else None, raw["per_s"]),
+        "worker_cpu_s": round(cpu_after - cpu_before, 1) if cpu_before and cpu_after else None,
+        "records_for_broadcast": total,
+        "distinct_followers": distinct,
+        "exactly_once": exactly_once,
+    }
+    rows = [
+        ("followers", n, "-"),
+        ("follow graph load (edges/s through the table)", figures["graph_edges_per_s"], "-"),
+        ("first notification after the broadcast (s)", figures["first_notification_after_s"],
+         "-"),
+        ("completion: broadcast → last notification (s)", figures["completion_s"],
+         round(raw["seconds"], 1)),
+        ("fan-out rate (notifications/s)", figures["fanout_per_s"], figures["raw_per_s"]),
+        ("ratio to raw producer", figures["ratio_to_raw"], "-"),
+        ("worker CPU during the fan-out (s)", figures["worker_cpu_s"], "-"),
+        ("notifications of the broadcast on the bulk lane", total, n),
+        ("distinct followers among them", distinct, n),
+        ("every follower exactly once", exactly_once, True),
+    ]  # fmt: skip
+    pacing = f"paced at {args.rate:.0f}/s" if args.rate else "unpaced (CLARION_FANOUT_PER_S=1e9)"
+    markdown = "\n\n".join([
+        f"# Fan-out: one broadcast to {n:,} followers",
+        f"One fan-out-only worker, {args.partitions} partitions, pages of "
+        f"{args.page}, {pacing}; one local broker. Baseline: one raw aiokafka producer "
+        "writing the same number of pre-serialized notifications.",
+        markdown_table(("figure", "Clarion", "raw / expected"), rows),
+        "Exactly once is checked on the bulk lane topic, read back in full: every follower "
+        "id appears once. The bulk lane's own consumers (route, sinks) are not running "
+        "here: this is the fan-out stage's rate; see the throughput benchmark for the lane.",
+    ])  # fmt: skip
+    return Report(figures, markdown)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.fanout",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--followers", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--page", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=0.0, help="fan-out pacing; 0: unpaced")
+    parser.add_argument("--stall", type=float, default=120.0, help="give up after no progress")
+    parser.add_argument("--timeout", type=float, default=None, help="default: 300 + n/500")
+    args = parser.parse_args(argv)
+    if args.timeout is None:
+        args.timeout = 300 + args.followers / 500
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_benchmark("fanout", lambda b, w: benchmark(args, b, w), args.timeout + 60)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

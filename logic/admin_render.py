@@ -1,0 +1,123 @@
+"""What the operator table views show: how a user's rows are found by key, and how each
+table's value is rendered as JSON. Contact points never leave unmasked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from logic.masking import mask_address
+
+SEP = "\x1f"  # composite keys are "<recipient>\x1f<rest>"; \x1f cannot appear in an Id
+
+Renderer = Callable[[Any], Any]
+
+
+def user_key(user_id: str) -> bytes:
+    """Tables and topics are keyed by the raw UTF-8 user id (the producers' key bytes)."""
+    return user_id.encode()
+
+
+def user_prefix(user_id: str) -> bytes:
+    """Every composite row of one recipient starts with this, and sorts together."""
+    return f"{user_id}{SEP}".encode()
+
+
+def slash_prefix(key: str) -> bytes:
+    """Rows "<id>/<rest>" (followers: actor/follower; fanout: broadcast/partition)."""
+    return f"{key}/".encode()
+
+
+# Field names that hold a secret or an address whatever table they turn up in.
+_SENSITIVE = ("token", "secret", "password", "email", "phone", "address", "url")
+MASKED = "***"
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_address(value) if value else value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return MASKED  # a structure under a sensitive name: show nothing of it
+
+
+def mask_contact_points(contacts: Mapping[str, Any]) -> dict[str, Any]:
+    """A ContactPoints row with every device token, email, phone and webhook URL masked.
+    Unknown fields are masked too when their name looks sensitive, and dropped when they are
+    structures we cannot vouch for: a field added later must not leak by default."""
+    out: dict[str, Any] = {}
+    for name, value in contacts.items():
+        if name == "devices" and isinstance(value, list | tuple):
+            out[name] = [
+                {
+                    "platform": d.get("platform"),
+                    "token": _mask_value(d.get("token")),
+                }
+                if isinstance(d, Mapping)
+                else MASKED
+                for d in value
+            ]
+        elif name in ("user_id", "updated_at"):
+            out[name] = value
+        elif any(word in name.lower() for word in _SENSITIVE):
+            out[name] = _mask_value(value)
+        elif value is None or isinstance(value, bool | int | float):
+            out[name] = value
+        else:
+            out[name] = MASKED
+    return out
+
+
+def _pair(first: str, second: str) -> Renderer:
+    """Tables that store a two-element list: name its parts."""
+
+    def render(value: Any) -> Any:
+        if isinstance(value, list | tuple) and len(value) == 2:
+            return {first: value[0], second: value[1]}
+        return value
+
+    return render
+
+
+render_bucket = _pair("tokens", "updated_at")
+render_ledger = _pair("sent_at", "provider_message_id")
+render_seen_event = _pair("ingress_offset", "first_seen_at")
+
+
+def render_confirmed(value: Any) -> Any:
+    return {"confirmed_at": value}
+
+
+def render_followed(value: Any) -> Any:
+    return {"followed_at": value}
+
+
+def render_window(value: Any) -> Any:
+    """A digest window as stored; the first notification's free-form `data` stays (it holds
+    no contact point: deliveries, not notifications, carry addresses)."""
+    return value
+
+
+def window_summary(window: Mapping[str, Any], partition: int) -> dict[str, Any]:
+    """One line of the open-windows list (the window's full row is in the digests view)."""
+    return {
+        "recipient_id": window["recipient_id"],
+        "group_key": window["group_key"],
+        "lane": window["lane"],
+        "partition": partition,
+        "window_start": window["window_start"],
+        "window_end": window["window_end"],
+        "deadline": window["deadline"],
+        "count": window["count"],
+        "actors": len(window.get("actor_ids") or ()),
+    }
+
+
+def clamp_limit(raw: str | None, default: int = 100, maximum: int = 1000) -> int:
+    """The `limit` query parameter: a positive int, at most `maximum`."""
+    if raw is None or raw == "":
+        return default
+    value = int(raw)  # ValueError for the view to report
+    if value < 1:
+        raise ValueError("limit must be at least 1")
+    return min(value, maximum)

@@ -1,0 +1,123 @@
+"""Celebrity fan-out, the pure parts: follower keys, one notification per follower, which
+page to run, and how long to wait so the fan-out keeps to its rate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from logic.ids import notification_id
+from logic.rules import Rules
+from schemas.common import Category
+from schemas.events import LiveStartedEvent
+from schemas.graph import FanoutProgress, FanoutTask
+from schemas.notifications import Notification
+
+# "/" cannot occur in an id (schemas.common.Id), so "<actor>/<follower>" splits unambiguously
+# and is easy for a producer to build. Keys sort by actor first: one actor's followers are a
+# contiguous key range in each partition's store, paged with a range scan.
+SEPARATOR = "/"
+
+
+class BadEdgeKey(ValueError):
+    """A `follows` record whose key is not "<actor_id>/<follower_id>" for its value."""
+
+
+def edge_key(actor_id: str, follower_id: str) -> str:
+    return f"{actor_id}{SEPARATOR}{follower_id}"
+
+
+def audience_prefix(actor_id: str) -> bytes:
+    return f"{actor_id}{SEPARATOR}".encode()
+
+
+def follower_of(key: bytes) -> str:
+    return key.decode().split(SEPARATOR, 1)[1]
+
+
+def check_edge_key(key: bytes | None, actor_id: str, follower_id: str) -> None:
+    if key is None or key.decode(errors="replace") != edge_key(actor_id, follower_id):
+        raise BadEdgeKey(
+            f"key {key!r} must be '{edge_key(actor_id, follower_id)}' (actor/follower)"
+        )
+
+
+def progress_key(event_id: str, partition: int) -> bytes:
+    return f"{event_id}{SEPARATOR}{partition}".encode()
+
+
+def should_run(task: FanoutTask, progress: FanoutProgress | None) -> bool:
+    """Run a page unless a checkpoint shows it already ran (a redelivered task, or the
+    second chain a crash between "send next task" and "commit" can leave) or the fan-out
+    finished."""
+    if progress is None:
+        return True
+    return not progress.done and task.page >= progress.pages_done
+
+
+def advance(
+    task: FanoutTask,
+    progress: FanoutProgress | None,
+    page_keys: list[bytes],
+    page_size: int,
+    now: float,
+) -> FanoutProgress:
+    """The checkpoint after sending `page_keys` (a short page means the range is done)."""
+    return FanoutProgress(
+        broadcast=task.broadcast,
+        partition=task.partition,
+        pages_done=task.page + 1,
+        sent=(progress.sent if progress else 0) + len(page_keys),
+        after=page_keys[-1].decode() if page_keys else task.after,
+        done=len(page_keys) < page_size,
+        started_at=progress.started_at if progress else now,
+        updated_at=now,
+    )
+
+
+def next_task(task: FanoutTask, progress: FanoutProgress) -> FanoutTask | None:
+    if progress.done:
+        return None
+    return task.model_copy(update={"page": progress.pages_done, "after": progress.after})
+
+
+def stalled(progress: FanoutProgress, now: float, stall_s: float) -> bool:
+    """No page for `stall_s`: the next task was lost. A crash can persist a checkpoint but
+    not the task it sent (two topics, no transaction); the redelivered page is then skipped
+    as already done and nothing carries the fan-out on."""
+    return not progress.done and now - progress.updated_at >= stall_s
+
+
+def resume_task(progress: FanoutProgress) -> FanoutTask:
+    return FanoutTask(
+        broadcast=progress.broadcast,
+        partition=progress.partition,
+        page=progress.pages_done,
+        after=progress.after,
+    )
+
+
+def to_follower(
+    event: LiveStartedEvent, follower_id: str, rules: Rules, now: datetime
+) -> Notification:
+    """The follower's notification. Its id depends only on (event, follower), so a page
+    sent twice after a crash yields the same deliveries, which the ledger skips."""
+    rule = rules.for_category(Category.LIVE_STARTED)
+    return Notification(
+        notification_id=notification_id(event.event_id, follower_id),
+        recipient_id=follower_id,
+        category=Category.LIVE_STARTED,
+        lane=rule.lane,
+        event_id=event.event_id,
+        actor_id=event.actor_id,
+        actor_name=event.actor_name,
+        object=event.object,
+        occurred_at=event.occurred_at,
+        created_at=now,
+        expires_at=None if rule.ttl is None else event.occurred_at + rule.ttl,
+        data={"stream_title": event.stream_title},
+    )
+
+
+def pause_after_page(sent: int, rate_per_s: float, elapsed_s: float) -> float:
+    """Seconds to wait after a page of `sent` so the fan-out averages `rate_per_s`."""
+    return max(0.0, sent / rate_per_s - elapsed_s)

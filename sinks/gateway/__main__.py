@@ -1,0 +1,3 @@
+from sinks.gateway.server import main
+
+main()

@@ -1,0 +1,49 @@
+"""GET /metrics: this worker's Prometheus registry (streams/metrics.py), with consumer lag
+read from the Faust consumer at scrape time."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from faust.web import View
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from logic.lag import PartitionOffsets
+from streams import metrics
+from streams.app import app
+
+log = logging.getLogger("clarion.metrics")
+
+
+def _offsets() -> list[PartitionOffsets]:
+    """Highwater and committed offset of every partition assigned to this worker."""
+    consumer = app.consumer
+    try:
+        return [
+            PartitionOffsets(
+                tp.topic,
+                tp.partition,
+                consumer.highwater(tp),
+                # Faust keeps the last committed offset per partition (Kafka's "next to read").
+                consumer._committed_offset.get(tp),  # type: ignore[attr-defined]
+            )
+            for tp in consumer.assignment()
+        ]
+    except Exception:  # no Kafka consumer yet (starting) or gone (stopping): no lag to report
+        log.debug("consumer offsets unavailable", exc_info=True)
+        return []
+
+
+metrics.consumer_lag.source = _offsets
+metrics.consumer_lag.prefix = app.settings.topic_prefix
+
+
+@app.page("/metrics")
+class Metrics(View):  # type: ignore[misc]
+    """Prometheus text exposition of this worker's metrics."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )

@@ -1,0 +1,57 @@
+"""Worker side of the gateway role: read the presence table, and hand in-app items to the
+gateways where the user is connected (through `gateway.deliveries`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+import faust
+
+from logic.presence import Lease, Presence, gateway_partition, lease_key, online_gateways
+from schemas.notifications import InboxItem
+from schemas.presence import GatewayPush
+from streams import catalog, topics
+from tables.state import presence
+
+
+def lease_of(gateway_id: str) -> Lease | None:
+    # Every partition holds its own copy of each lease row (the gateway sends its LEASE to
+    # each one), so the lookup reads the store of the partition being processed.
+    row = presence.get(lease_key(gateway_id))
+    return None if row is None else (str(row[0]), float(row[1]))
+
+
+def state_of(user_id: str) -> Presence:
+    return dict(presence.get(user_id.encode()) or {})
+
+
+def gateways_of(user_id: str, now: float) -> list[str]:
+    """Gateways with a live connection of the user (read in the user's partition)."""
+    return online_gateways(state_of(user_id), lease_of, now)
+
+
+def record_time(default: float) -> float:
+    """When the record being processed was produced (never later than `default`, the wall
+    clock). A worker that is behind judges leases at the time of the record, not now:
+    Faust's one fetch loop stalls every stream while one is backed up, presence included,
+    so the lease renewals it has not read yet would otherwise look expired."""
+    event = faust.current_event()
+    if event is None:
+        return default
+    return min(default, float(event.message.timestamp))
+
+
+async def forward(
+    user_id: str, items: Sequence[InboxItem], gateways: Sequence[str], *, sync: bool = False
+) -> list[Awaitable[Any]]:
+    """Send the items to each gateway's partition; return the send futures."""
+    push = GatewayPush(user_id=user_id, items=list(items), sync=sync)
+    return [
+        await topics.gateway_deliveries.send(
+            key=user_id.encode(),
+            value=push,
+            partition=gateway_partition(gateway, catalog.GATEWAY_PARTITIONS),
+        )
+        for gateway in gateways
+    ]

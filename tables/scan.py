@@ -1,0 +1,49 @@
+"""Ordered range reads of one partition's RocksDB store.
+
+Faust's table API has only get/set and whole-table iteration; paging an audience needs a
+seek to a key and a bounded read from there. This reaches into faust-streaming's rocksdict
+store (checked against faust-streaming 0.11): `table.data._db_for_partition(p)` is the
+partition's `rocksdict.Rdict` of serialized keys and values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def keys_with_prefix(
+    table: Any, partition: int, prefix: bytes, after: bytes | None, limit: int
+) -> list[bytes]:
+    """Up to `limit` keys of `partition` starting with `prefix`, in key order, strictly after
+    `after` (or from the start of the prefix)."""
+    db = table.data._db_for_partition(partition)
+    keys: list[bytes] = []
+    for key in db.keys(from_key=after or prefix):
+        if not key.startswith(prefix):
+            break
+        if after is not None and key == after:
+            continue
+        keys.append(key)
+        if len(keys) >= limit:
+            break
+    return keys
+
+
+def items_with_prefix(
+    table: Any, partition: int, prefix: bytes, limit: int
+) -> list[tuple[bytes, bytes]]:
+    """Up to `limit` (key, serialized value) pairs of `partition` whose key starts with
+    `prefix`."""
+    db = table.data._db_for_partition(partition)
+    items: list[tuple[bytes, bytes]] = []
+    for key, value in db.items(from_key=prefix):
+        if not key.startswith(prefix) or len(items) >= limit:
+            break
+        items.append((key, value))
+    return items
+
+
+def decode_value(table: Any, raw: bytes) -> Any:
+    """A serialized value read by the functions above, decoded by the table's own serializer
+    (a model for PydanticCodec tables, a dict or list for "json" ones)."""
+    return table.data._decode_value(raw)
