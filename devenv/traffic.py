@@ -13,7 +13,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from streams.catalog import CONTACTS, INGRESS_FOR_TYPE, PREFERENCES
+from logic.fanout import edge_key
+from streams.catalog import CONTACTS, FOLLOWS, INGRESS_FOR_TYPE, PREFERENCES
 
 NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]
 
@@ -141,6 +142,13 @@ async def seed_profiles(
         await producer.send(
             prefix + CONTACTS, json.dumps(contacts_for(user, rng, webhook_base)).encode(), key=key
         )
+    # A small follow graph, so `live_started` broadcasts fan out to someone.
+    for actor in users:
+        for fan in rng.sample([u for u in users if u != actor], k=len(users) // 2):
+            edge = {"actor_id": actor, "follower_id": fan}
+            await producer.send(
+                prefix + FOLLOWS, json.dumps(edge).encode(), key=edge_key(actor, fan).encode()
+            )
     await producer.flush()
 
 
