@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -48,58 +49,56 @@ def worker_env(
     }
 
 
-class WorkerProcess:
-    """One `clarion worker` subprocess with its own environment, log file and web port."""
+class ClarionProcess:
+    """A `clarion …` child process in its own session, with a log file and an HTTP port
+    whose /health answers 200 once it is ready. Subclasses give the command line."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, loglevel: str = "info") -> None:
+    kind = "process"
+    poll_s = 0.3
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, port: int) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
-        self.loglevel = loglevel
-        self.web_port = int(env["CLARION_WEB_PORT"])
+        self.port = port
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> WorkerProcess:
+    def start(self) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streams.cli",
-                "worker",
-                "-l",
-                self.loglevel,
-                "--web-port",
-                str(self.web_port),
-            ],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", *self.command()],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     def wait_ready(self, timeout_s: float = 90.0) -> None:
-        """Block until /health says ready (tables recovered, partitions assigned)."""
+        """Block until /health says ready."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
-                raise WorkerFailed(f"worker exited early; log tail:\n{self.log_tail()}")
+                raise WorkerFailed(f"{self.kind} exited early; log tail:\n{self.log_tail()}")
             try:
                 if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.3)
-        raise WorkerFailed(f"worker not ready after {timeout_s}s; log tail:\n{self.log_tail()}")
+            time.sleep(self.poll_s)
+        raise WorkerFailed(
+            f"{self.kind} not ready after {timeout_s}s; log tail:\n{self.log_tail()}"
+        )
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Graceful stop (SIGTERM → Faust commits and closes), SIGKILL if it hangs."""
+        """SIGTERM (a clean stop), SIGKILL if it hangs."""
         if self.proc is None or self.proc.poll() is not None:
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -121,8 +120,26 @@ class WorkerProcess:
         except FileNotFoundError:
             return "(no log)"
 
-    def __enter__(self) -> WorkerProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class WorkerProcess(ClarionProcess):
+    """One `clarion worker` subprocess with its own environment, log file and web port.
+    Ready once its tables are recovered and it has partitions; SIGTERM makes Faust commit."""
+
+    kind = "worker"
+
+    def __init__(self, env: dict[str, str], log_path: Path, loglevel: str = "info") -> None:
+        super().__init__(env, log_path, int(env["CLARION_WEB_PORT"]))
+        self.loglevel = loglevel
+
+    @property
+    def web_port(self) -> int:
+        return self.port
+
+    def command(self) -> list[str]:
+        return ["worker", "-l", self.loglevel, "--web-port", str(self.port)]

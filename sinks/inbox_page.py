@@ -15,6 +15,7 @@ from aiohttp import web
 from faust.web import View
 
 from logic.tokens import InvalidToken, verify_token
+from sinks.client_auth import json_error, token_from
 from streams.app import app
 from tables.state import inbox
 
@@ -36,10 +37,6 @@ _PAGE_HEADERS = {
 
 def _asset(name: str) -> str:
     return (_STATIC / name).read_text(encoding="utf-8")
-
-
-def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 def _user(token: str | None) -> str | None:
@@ -103,11 +100,9 @@ class InboxItems(View):  # type: ignore[misc]
     that pull when they open. Same token as /inapp/stream (Bearer header or ?token=)."""
 
     async def get(self, request: web.Request) -> web.Response:
-        auth = request.headers.get("Authorization", "")
-        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
-        user_id = _user(token or request.query.get("token"))
+        user_id = _user(token_from(request))
         if user_id is None:
-            return _json_error(401, "missing or invalid token")
+            return json_error(401, "missing or invalid token")
         owner = _owner_url(user_id)
         if owner is not None:
             raise web.HTTPTemporaryRedirect(owner + request.path_qs)

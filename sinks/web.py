@@ -14,9 +14,10 @@ from pydantic import ValidationError
 
 from logic.inbox import items_after
 from logic.provider_feedback import from_sendgrid
-from logic.tokens import InvalidToken, verify_token
 from schemas.control import Confirmation
 from schemas.notifications import InboxItem
+from sinks.client_auth import json_error as _error
+from sinks.client_auth import user_from
 from sinks.inapp import hub
 from sinks.providers.config import ProviderSettings
 from sinks.providers.sendgrid import parse_events
@@ -33,26 +34,8 @@ def _sse(item: InboxItem) -> bytes:
     return f"id: {item.id}\nevent: notification\ndata: {item.model_dump_json()}\n\n".encode()
 
 
-def _token_from(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        return auth.removeprefix("Bearer ").strip()
-    # EventSource cannot set headers, so browsers pass the token in the query string.
-    return request.query.get("token")
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 def _user_from(request: web.Request) -> str | web.Response:
-    token = _token_from(request)
-    if not token:
-        return _error(401, "missing token (Authorization: Bearer … or ?token=…)")
-    try:
-        return verify_token(token, app.settings.inapp_token_secret.get_secret_value())
-    except InvalidToken as exc:
-        return _error(401, f"invalid token: {exc}")
+    return user_from(request, app.settings.inapp_token_secret.get_secret_value())
 
 
 @app.page("/inapp/stream")

@@ -16,9 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from logic.tokens import InvalidToken, verify_token
 from schemas.notifications import InboxItem
 from schemas.presence import GatewayPush
+from sinks.client_auth import json_error as _error
+from sinks.client_auth import user_from
 from sinks.gateway.connections import Connection, Registry, Signal
 from sinks.gateway.kafka import DeliveryReader, PresencePublisher
 from streams.settings import Settings
@@ -37,10 +38,6 @@ def _sse(items: list[InboxItem]) -> bytes:
         f"id: {item.id}\nevent: notification\ndata: {item.model_dump_json()}\n\n".encode()
         for item in items
     )
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 def _rss_bytes() -> int:
@@ -77,15 +74,9 @@ class Gateway:
         replay, once the worker knows the connection (from then on items come live)."""
         if not self.ready or self.stopping:
             return _error(503, "gateway is not ready; retry")
-        auth = request.headers.get("Authorization", "")
-        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
-        token = token or request.query.get("token")
-        if not token:
-            return _error(401, "missing token (Authorization: Bearer … or ?token=…)")
-        try:
-            user_id = verify_token(token, self.settings.inapp_token_secret.get_secret_value())
-        except InvalidToken as exc:
-            return _error(401, f"invalid token: {exc}")
+        user_id = user_from(request, self.settings.inapp_token_secret.get_secret_value())
+        if isinstance(user_id, web.Response):
+            return user_id
         last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
         response = web.StreamResponse(headers=_HEADERS)
         await response.prepare(request)
