@@ -22,6 +22,9 @@ it goes out:
   the two re-flushes it with the same deterministic id, which the sinks already skip.
 - A notification arriving after its window was flushed joins the window open now
   (`closed_until`), never a second notification for the old window.
+- A window overdue by more than _OVERDUE_S is logged with its partition's cutoff and what
+  holds it back (which partition is not caught up), so a late window can be told from a
+  lost one.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ _settings = app.settings
 DIGEST_LANES = (Lane.HIGH, Lane.SOCIAL, Lane.BULK)
 _PROGRESS_PREFIX = b"\x00progress\x1f"
 _ACK_TIMEOUT_S = 10.0
+# A window this far past its deadline is reported (at most once per interval per partition).
+_OVERDUE_S = 15.0
 LaneP = tuple[Lane, int]
 
 
@@ -70,6 +75,7 @@ class WindowIndex:
         self.stream_time: dict[LaneP, float] = {}
         self.partitions: frozenset[int] | None = None
         self.stale = True  # set on every (re)assignment; checked per message, cheaply
+        self.overdue_logged: dict[LaneP, float] = {}
         # Windows being flushed right now (the flush awaits the broker); others wait on it.
         self.flushing: dict[bytes, asyncio.Future[None]] = {}
 
@@ -81,17 +87,23 @@ class WindowIndex:
         if not self.stale:
             return
         self.stale = False
-        assigned = self.assigned()
-        if assigned != self.partitions:
-            self.rebuild(assigned)
+        # Always rebuild, even when the partitions are the ones held before: they may have
+        # been away in between (A -> B -> A across rebalances this worker slept through),
+        # and the other owner opened and flushed windows there. Skipping the rebuild then
+        # left windows without a heap entry: open in the table, never flushed.
+        self.rebuild(self.assigned())
+
+    def keep_stream_time(self, assigned: frozenset[int]) -> None:
+        """Called at every assignment: a partition that left this worker loses its stream
+        time, even if it comes back before the next rebuild (another owner moved on)."""
+        for lp in [lp for lp in self.stream_time if lp[1] not in assigned]:
+            del self.stream_time[lp]
 
     def rebuild(self, assigned: frozenset[int]) -> None:
-        kept = self.partitions or frozenset()
         self.heaps.clear()
         self.applied.clear()
         self.closed_until.clear()
-        for lp in [lp for lp in self.stream_time if lp[1] not in kept & assigned]:
-            del self.stream_time[lp]
+        self.keep_stream_time(assigned)
         windows_seen = 0
         for key, value in digests.items():
             if key.startswith(_PROGRESS_PREFIX):
@@ -128,12 +140,17 @@ class WindowIndex:
         """Windows with a deadline at or before this may flush: the wall clock once nothing
         older can still arrive (the lane partition and the ingress partitions feeding it
         are caught up), else stream time."""
+        if all(positions.caught_up(tp) for tp in self.feeding(lane, partition)):
+            return now
+        return self.stream_time.get((lane, partition), 0.0)
+
+    def feeding(self, lane: Lane, partition: int) -> list[TP]:
+        """The partitions this worker owns whose backlog could still add to the lane
+        partition's windows."""
         feeding = [TP(_settings.topic(name), partition) for name in INGRESS]
         feeding = [tp for tp in feeding if positions.owned(tp)]
         feeding.append(TP(_settings.topic(lane_topic(lane)), partition))
-        if all(positions.caught_up(tp) for tp in feeding):
-            return now
-        return self.stream_time.get((lane, partition), 0.0)
+        return feeding
 
 
 index = WindowIndex()
@@ -143,8 +160,13 @@ def _mark_stale(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     index.stale = True
 
 
+def _on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    index.stale = True
+    index.keep_stream_time(index.assigned())
+
+
 app.on_partitions_revoked.connect(_mark_stale)
-app.on_partitions_assigned.connect(_mark_stale)
+app.on_partitions_assigned.connect(_on_assigned)
 
 
 def _load(key: bytes) -> DigestWindow | None:
@@ -223,14 +245,32 @@ async def _flush(key: bytes, w: DigestWindow, partition: int, now: float) -> boo
     except TimeoutError:
         log.warning("deliveries of window %r not acknowledged; it will be sent again", key)
         return False
+    # The watermarks that say "these ingress offsets are in a window already sent" go to the
+    # changelog before the row's deletion: a restore that has the deletion has them too.
+    # (Written after it, a crash in between let the replayed lane records re-open the sent
+    # window under the same id with a partial count.)
+    lp = (w.lane, partition)
+    index.closed_until[lp] = max(index.closed_until.get(lp, 0.0), w.window_end)
+    _save_progress(partition, (w.lane,))
     del digests[key]
     metrics.digest_window_flushed(w.lane, w.count)
     return True
 
 
+def _save_progress(partition: int, lanes: tuple[Lane, ...]) -> None:
+    row = _PROGRESS_PREFIX + str(partition).encode()
+    progress = {
+        lane.value: {
+            "applied": dict(index.applied[(lane, partition)]),
+            "closed_until": index.closed_until.get((lane, partition), 0.0),
+        }
+        for lane in lanes
+    }
+    digests[row] = (digests.get(row) or {}) | progress
+
+
 async def flush_due(partition: int, now: float) -> int:
     flushed = 0
-    progress: dict[str, dict[str, Any]] = {}
     for lane in DIGEST_LANES:
         lp = (lane, partition)
         cutoff = index.cutoff(lane, partition, now)
@@ -245,16 +285,45 @@ async def flush_due(partition: int, now: float) -> int:
             if w is None or w.deadline != deadline:
                 continue  # already flushed, or a later heap entry stands for it
             flushed_here += await flush(key, w, partition, now)
-        if flushed_here:
-            progress[lane.value] = {
-                "applied": dict(index.applied[lp]),
-                "closed_until": index.closed_until[lp],
-            }
-            flushed += flushed_here
-    if progress:
-        previous = digests.get(_PROGRESS_PREFIX + str(partition).encode()) or {}
-        digests[_PROGRESS_PREFIX + str(partition).encode()] = previous | progress
+        flushed += flushed_here
+        if heap and heap[0][0] < now - _OVERDUE_S:
+            _report_overdue(lane, partition, cutoff, now)
     return flushed
+
+
+def _report_overdue(lane: Lane, partition: int, cutoff: float, now: float) -> None:
+    """Say why windows are overdue: the cutoff (and which partition keeps it at stream
+    time), so an operator, or a test that waited in vain, can tell a late window from a
+    lost one. At most once per _OVERDUE_S per lane partition."""
+    lp = (lane, partition)
+    if now - index.overdue_logged.get(lp, 0.0) < _OVERDUE_S:
+        return
+    index.overdue_logged[lp] = now
+    heap = index.heaps[lp]
+    overdue = sum(1 for deadline, _ in heap if deadline < now - _OVERDUE_S)
+    log.warning(
+        "windows overdue: %s partition %d: %d window(s) %.0f s or more past their deadline "
+        "(oldest %.3f, %.0f s ago); cutoff %.3f (%s); stream time %.3f; not caught up: %s",
+        lane.value, partition, overdue, _OVERDUE_S, heap[0][0], now - heap[0][0], cutoff,
+        "wall clock" if cutoff == now else "stream time",
+        index.stream_time.get(lp, 0.0), ", ".join(_behind(lane, partition)) or "none",
+    )  # fmt: skip
+
+
+def _behind(lane: Lane, partition: int) -> list[str]:
+    """The partitions feeding the lane partition that are not caught up, with processed
+    position, committed offset and highwater."""
+    found = []
+    for tp in index.feeding(lane, partition):
+        if positions.caught_up(tp):
+            continue
+        found.append(
+            f"{tp.topic}[{tp.partition}] processed-next "
+            f"{positions._processed_next.get(tp)} committed "
+            f"{app.consumer._committed_offset.get(tp)} highwater "  # type: ignore[attr-defined]
+            f"{app.consumer.highwater(tp)}"
+        )
+    return found
 
 
 async def send_ticks() -> None:
