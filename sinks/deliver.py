@@ -1,8 +1,9 @@
 """Provider sinks: one agent per (channel, lane) delivers through the channel's real SDK.
 
-For each delivery: skip it if the idempotency ledger has it (a redelivery, a retry racing
-its original, a replay), drop it if expired, wait for the provider's pace, send, and then
-by outcome:
+For each delivery: claim its delivery id (a copy of a delivery still in flight, e.g. a
+producer retry, waits for the first's outcome and is skipped, logic/claims.py), skip it if
+the idempotency ledger has it (a redelivery, a retry racing its original, a replay), drop
+it if expired, wait for the provider's pace, send, and then by outcome:
 - sent: ledger entry + `sent` receipt;
 - transient (429, 5xx, timeout): back on `deliveries.retry` with backoff and jitter (never
   sooner than Retry-After) — or, for a channel that promises per-target order (webhooks),
@@ -26,6 +27,7 @@ from typing import Any
 import faust
 
 from logic.backoff import RetryPolicy, retry_delay
+from logic.claims import Claims, copy_reason
 from logic.pacing import Pacer
 from schemas.common import Channel
 from schemas.control import RetryRequest
@@ -77,6 +79,10 @@ def ledger_key(delivery: Delivery) -> bytes:
     return f"{delivery.recipient_id}\x1f{delivery.delivery_id}".encode()
 
 
+# Delivery ids in flight in this process -> the first copy's outcome (a ReceiptStatus value).
+claims: Claims[str, str] = Claims()
+
+
 class Attempt:
     """One delivery record's way through the sink (its source kept for the dead letter)."""
 
@@ -84,11 +90,34 @@ class Attempt:
         self.delivery = delivery
         self.raw: bytes = message.value or b""
         self.source = (message.topic, message.partition, message.offset)
+        self.outcome: str | None = None  # a ReceiptStatus value once this record is done
 
-    async def run(self, sender: Sender) -> None:
+    async def run(self, sender: Sender, chains: KeyedChain | None = None) -> None:
+        """Deliver unless a copy of this delivery is in flight; `chains` (ordered channels)
+        runs it behind earlier deliveries to the same target."""
+        d = self.delivery
+        self.outcome = None  # the window may run this again after an infrastructure error
+        # Claimed before the ledger is read, and held until the outcome is written (ledger,
+        # retry topic or dead letter), so no copy can pass the ledger in between.
+        first = await claims.claim(d.delivery_id)
+        if first is not None:
+            await (await receipts.record(d, ReceiptStatus.SKIPPED, copy_reason(first)))
+            return
+        try:
+            if chains is None:
+                await self._deliver(sender)
+            else:
+                # The claim is taken outside the chain: a waiting copy does not hold back the
+                # target's later deliveries.
+                await chains.run(d.target.address, lambda: self._deliver(sender))
+        finally:
+            claims.release(d.delivery_id, self.outcome)
+
+    async def _deliver(self, sender: Sender) -> None:
         d = self.delivery
         if ledger.get(ledger_key(d)) is not None:
             await (await receipts.record(d, ReceiptStatus.SKIPPED, "already_sent"))
+            self.outcome = ReceiptStatus.SENT.value
             return
         while True:
             await _pacers[provider_of(d)].acquire()
@@ -100,9 +129,11 @@ class Attempt:
             delay = retry_delay(policy, d.attempt, result.retry_after_s)
             if delay is None:
                 await self._dead(result, ReceiptStatus.DEAD_LETTERED)
+                self.outcome = ReceiptStatus.DEAD_LETTERED.value
                 return
             if d.channel not in ORDERED:
                 await self._to_retry_topic(result, delay)
+                self.outcome = ReceiptStatus.RETRYING.value
                 return
             log.info("%s: %s; retrying in place in %.1f s", d.delivery_id, result.reason, delay)
             metrics.retry_scheduled(d, "in_place")
@@ -113,16 +144,21 @@ class Attempt:
         d = self.delivery
         if result.outcome is Outcome.SENT:
             ledger[ledger_key(d)] = [time.time(), result.provider_message_id]
+            # The send is final from here: a copy waiting on the claim is skipped even if
+            # writing the receipt below fails and this work is tried again.
+            self.outcome = ReceiptStatus.SENT.value
             await (await receipts.record(d, ReceiptStatus.SENT))
             return
         if result.reason == "expired":
             await (await receipts.record(d, ReceiptStatus.EXPIRED, "ttl_elapsed"))
+            self.outcome = ReceiptStatus.EXPIRED.value
             return
         await self._dead(result, ReceiptStatus.FAILED)
         if result.remove_target:
             await remove_address(d.recipient_id, d.target.address, result.reason or "gone")
         if result.opt_out:
             await disable_channel(d.recipient_id, d.channel, result.reason or "opt_out")
+        self.outcome = ReceiptStatus.FAILED.value
 
     async def _dead(self, result: SendResult, status: ReceiptStatus) -> None:
         d = self.delivery
@@ -158,10 +194,7 @@ def _make_sink(channel: Channel, sender: Sender) -> Callable[[faust.StreamT[Deli
             attempt = Attempt(event.value, event.message)
 
             async def work(a: Attempt = attempt) -> None:
-                if channel in ORDERED:
-                    await chains.run(a.delivery.target.address, lambda: a.run(sender))
-                else:
-                    await a.run(sender)
+                await a.run(sender, chains if channel in ORDERED else None)
 
             await window.submit(event, work)
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from devenv.sandbox import Sandbox
 from schemas.common import Channel, Lane
@@ -111,6 +113,49 @@ async def test_a_redelivered_delivery_is_skipped_by_the_ledger(
     got = await receipts(pipeline, uid, 3)
     assert sorted(r["status"] for r in got) == ["sent", "skipped", "skipped"]
     assert len(sandbox.sends("fcm", token)) == 1
+
+
+async def produce_batch(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """(key, value) records in one go, as raw bytes, the way a client's batch goes out."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def test_two_copies_of_a_delivery_in_flight_are_sent_once(
+    pipeline: Pipeline, sandbox: Sandbox, uid: str
+) -> None:
+    # 100 deliveries (FCM and APNs) produced twice in a row, as a producer retry does. The
+    # first send of each is slowed down so its copy arrives while it is still in flight,
+    # which the ledger (written after a send) cannot see.
+    users = [f"{uid}-{i}" for i in range(10)]
+    records: list[tuple[bytes, bytes]] = []
+    for i in range(100):
+        platform = "fcm" if i % 2 else "apns"
+        token = fcm_token() if platform == "fcm" else apns_token()
+        sandbox.inject(platform, target=token, latency_ms=1500, times=1)
+        user = users[i % len(users)]
+        records.append((user.encode(), delivery_bytes("push", user, token, platform=platform)))
+    ids = {str(json.loads(raw)["delivery_id"]) for _key, raw in records}
+    topic = pipeline.topic(delivery_topic(Channel.PUSH, Lane.HIGH))
+    await produce_batch(pipeline.bootstrap, topic, records + records)
+
+    keys = {u.encode() for u in users}
+    got = await records_where(pipeline, RECEIPTS, lambda r: r.key in keys, n=200, timeout_s=60)
+    await asyncio.sleep(1.0)  # a second send, if there were one, would be in by now
+    sends = Counter(s.delivery_id for s in sandbox.sends() if s.delivery_id in ids)
+    twice = sorted(d for d, n in sends.items() if n > 1)
+    assert len(sends) == 100 and not twice, f"{len(twice)} of 100 sent more than once"
+    by_id: dict[str, list[tuple[str, str | None]]] = {}
+    for r in map(value, got):
+        by_id.setdefault(r["delivery_id"], []).append((r["status"], r.get("reason")))
+    assert set(by_id) == ids
+    for delivery, statuses in by_id.items():
+        assert sorted(statuses) == [("sent", None), ("skipped", "already_sent")], delivery
 
 
 # -- transient errors: retried until delivered ---------------------------------------------
