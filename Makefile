@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Reinstall whenever pyproject.toml changes.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint unit integration bench clean chromium
+.PHONY: run test lint unit integration bench clean chromium kcat
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## local broker (unless KAFKA_BOOTSTRAP_SERVERS), one worker, sample traffic
 	$(BIN)/clarion demo
 
-test: lint chromium $(STAMP)  ## lint, types, unit and integration tests (starts its own broker)
+test: lint chromium kcat $(STAMP)  ## lint, types, unit and integration tests (starts its own broker)
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -27,7 +27,7 @@ lint: $(STAMP)
 unit: chromium $(STAMP)
 	$(BIN)/pytest tests/unit
 
-integration: chromium $(STAMP)
+integration: chromium kcat $(STAMP)
 	$(BIN)/pytest -m integration
 
 bench: $(STAMP)  ## the benchmarks; figures go in benchmarks/RESULTS.md
@@ -51,6 +51,17 @@ chromium:
 	else echo "chromium: not installed and apt-get could not install it. Install Chromium" \
 	  "(Debian/Ubuntu: sudo apt-get install chromium) and set CLARION_CHROMIUM to its path;" \
 	  "until then the inbox page's browser tests skip."; fi
+
+# Tests produce as a foreign client with Debian's kcat (librdkafka's CLI, its CRC32 default
+# partitioner; tests/integration/kcat.py). Installed once if missing, like chromium; without
+# it those tests skip.
+kcat:
+	@if command -v kcat >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && \
+	  { $(APT) install -y kcat || { $(APT) update && $(APT) install -y kcat; }; }; then :; \
+	else echo "kcat: not installed and apt-get could not install it. Install kcat" \
+	  "(Debian/Ubuntu: sudo apt-get install kcat) or set CLARION_KCAT to its path;" \
+	  "until then the tests that produce with kcat skip."; fi
 
 clean:
 	rm -rf $(VENV) var
