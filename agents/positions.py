@@ -3,24 +3,39 @@
 A window may close by the wall clock only when nothing older can still arrive for it: the
 lane partition *and* the ingress partitions that feed it (ingress is keyed by recipient, so
 ingress partition p feeds lane partition p) have no backlog on this worker.
+
+Positions are valid for one assignment only (logic/progress.py says why): they are
+forgotten when their partitions are revoked and ignored once the consumer generation moves.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from faust.types import TP
 
+from logic.progress import ProcessedPositions, is_caught_up
 from streams.app import app
 
-_processed_next: dict[TP, int] = {}
+_processed_next: ProcessedPositions[TP] = ProcessedPositions()
 
 
 def observe(tp: TP, offset: int) -> None:
-    _processed_next[tp] = offset + 1
+    _processed_next.observe(tp, offset, app.consumer_generation_id)
 
 
-def forget(tps: set[TP]) -> None:
-    for tp in tps:
-        _processed_next.pop(tp, None)
+def forget(tps: Iterable[TP]) -> None:
+    _processed_next.forget(tps)
+
+
+def _on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    # Sent by Faust after the agents finished their in-flight records: args[0] is the
+    # revoked set (every partition, under Faust's eager rebalancing).
+    forget(args[0] if args else kwargs.get("revoked", ()))
+
+
+app.on_partitions_revoked.connect(_on_revoked)
 
 
 def caught_up(tp: TP) -> bool:
@@ -28,15 +43,11 @@ def caught_up(tp: TP) -> bool:
         highwater = app.consumer.highwater(tp)
     except AssertionError:  # assigned by the group, not yet by the consumer (start-up)
         return False
-    if highwater is None:
-        return False
-    position = _processed_next.get(tp)
-    if position is None:
-        # Nothing processed since start: resume from the committed position, which Faust
-        # keeps on the consumer after seeking there on assignment.
-        committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
-        position = committed or 0
-    return bool(position >= highwater)
+    # Before the first record of this assignment, the committed offset is where the consumer
+    # resumed: Faust keeps it on the consumer after seeking there on assignment.
+    committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+    position = _processed_next.next_offset(tp, app.consumer_generation_id)
+    return is_caught_up(position, committed, highwater)
 
 
 def owned(tp: TP) -> bool:
