@@ -49,7 +49,7 @@ from schemas.digests import DigestWindow
 from schemas.notifications import Notification
 from streams import metrics, topics
 from streams.app import app
-from streams.catalog import INGRESS, lane_topic
+from streams.catalog import EVENTS_REKEYED, INGRESS, lane_topic
 from tables.state import digests
 
 log = logging.getLogger("clarion.digest")
@@ -147,7 +147,9 @@ class WindowIndex:
     def feeding(self, lane: Lane, partition: int) -> list[TP]:
         """The partitions this worker owns whose backlog could still add to the lane
         partition's windows."""
-        feeding = [TP(_settings.topic(name), partition) for name in INGRESS]
+        # Ingress partition p feeds lane partition p (records a foreign partitioner put
+        # elsewhere reach p through events.rekeyed p, so that partition feeds it too).
+        feeding = [TP(_settings.topic(name), partition) for name in (*INGRESS, EVENTS_REKEYED)]
         feeding = [tp for tp in feeding if positions.owned(tp)]
         feeding.append(TP(_settings.topic(lane_topic(lane)), partition))
         return feeding

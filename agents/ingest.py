@@ -14,8 +14,10 @@ from faust.types import Message
 
 from agents import positions
 from logic.classify import to_notification
-from logic.dedupe import is_duplicate
-from logic.replay import ingress_position, replay_marker
+from logic.dedupe import is_duplicate, seen_row
+from logic.partitioning import partition_of
+from logic.rekey import needs_rekey, rekey_headers, rekey_source
+from logic.replay import Source, ingress_position, replay_marker
 from logic.rules import load_rules
 from logic.validation import Rejection, decode_event
 from schemas.events import LiveStartedEvent
@@ -48,9 +50,18 @@ async def _ingest(stream: faust.StreamT) -> None:
         # A replayed record is processed as the original message at its original position
         # (same dedupe entry, same window watermark, same ids); see logic/replay.py.
         replay = replay_marker(message.headers)
-        partition, offset = ingress_position(
-            replay, message.topic, message.partition, message.offset
-        )
+        # A re-keyed copy stands for the original record at its original position (see
+        # logic/rekey.py), as a replayed record does for the one it replays.
+        rekeyed = rekey_source(message.headers) if message.topic == _rekeyed_topic else None
+        if rekeyed is not None:
+            if rekeyed.topic not in _served_ingress:
+                continue  # another lane group's ingress: that group handles it
+            source_topic, partition, offset = rekeyed.topic, rekeyed.partition, rekeyed.offset
+        else:
+            source_topic = message.topic
+            partition, offset = ingress_position(
+                replay, message.topic, message.partition, message.offset
+            )
         decoded = decode_event(message.value, _settings.max_event_bytes)
         if isinstance(decoded, Rejection):
             if replay is not None and not replay.forwards:
@@ -68,18 +79,36 @@ async def _ingest(stream: faust.StreamT) -> None:
             )
             metrics.events_dead_lettered.labels(decoded.reason.value).inc()
             continue
-        if is_duplicate(seen_events.get(decoded.event_id), offset):
+        source = f"{source_topic}:{partition}"
+        notification = None
+        if not isinstance(decoded, LiveStartedEvent):
+            notification = to_notification(decoded, _rules, now, source, offset)
+            # Dedupe, windows and the route's table lookups all live on the recipient's
+            # partition; a record a foreign partitioner put elsewhere is forwarded there.
+            owner = partition_of(notification.recipient_id, _settings.partitions)
+            if needs_rekey(owner, message.partition, rekeyed is not None):
+                await topics.events_rekeyed.send(
+                    key=notification.recipient_id.encode(),
+                    value=message.value,
+                    partition=owner,
+                    headers=rekey_headers(
+                        message.headers, Source(source_topic, partition, offset)
+                    ),
+                )
+                metrics.events_rekeyed.inc()
+                continue
+        if is_duplicate(seen_events.get(decoded.event_id), source, offset):
             metrics.events_duplicate.labels(decoded.type).inc()
             continue
-        seen_events[decoded.event_id] = [offset, now.timestamp()]
+        seen_events[decoded.event_id] = seen_row(source, offset, now.timestamp())
         metrics.inc(metrics.events_in, decoded.type)
         if replay is not None and not replay.forwards:
             continue  # state-only: the dedupe state is rebuilt, nothing goes onward
-        if isinstance(decoded, LiveStartedEvent):
+        if notification is None:
+            assert isinstance(decoded, LiveStartedEvent)
             # Audiences are resolved by the fan-out stage; park the broadcast for it.
             await topics.broadcasts.send(key=decoded.audience.of.encode(), value=decoded)
             continue
-        notification = to_notification(decoded, _rules, now, f"{message.topic}:{partition}", offset)
         await topics.lanes[notification.lane].send(
             key=notification.recipient_id.encode(), value=notification
         )
@@ -87,6 +116,14 @@ async def _ingest(stream: faust.StreamT) -> None:
 
 # One agent per ingress topic, so a backlog on one domain's topic is not queued in front
 # of another's. concurrency=1: the agent writes a table (FAUST_NOTES.md, "Agents and tables").
+_served_ingress = frozenset(
+    _settings.topic(name) for name in INGRESS_LANE if INGRESS_LANE[name] in _settings.served_lanes
+)
+_rekeyed_topic = topics.events_rekeyed.get_topic_name()
 for _name, _topic in topics.ingress.items():
     if INGRESS_LANE[_name] in _settings.served_lanes:
         app.agent(_topic, name=f"ingest.{_name}", concurrency=1)(_ingest)
+# Every group that ingests reads the re-keyed copies and keeps those of its own ingress
+# topics, so each copy is handled by exactly one group.
+if _served_ingress:
+    app.agent(topics.events_rekeyed, name="ingest.rekeyed", concurrency=1)(_ingest)

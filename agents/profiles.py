@@ -1,7 +1,10 @@
 """profiles: keep the preferences and contacts tables in step with their compacted topics.
 
 A record that fails validation is logged and skipped (the previous value stays); a tombstone
-(null value) deletes the user's entry.
+(null value) deletes the user's entry. A record that is not on its user's murmur2 partition
+(a librdkafka producer's CRC32 partitioner, or a keyless send) would be written to a store
+that the co-partitioned route never reads, so it is first forwarded to that partition of
+`profiles.rekeyed` (logic/rekey.py) and applied there.
 """
 
 from __future__ import annotations
@@ -13,39 +16,75 @@ import faust
 from pydantic import ValidationError
 
 from logic.masking import describe_invalid
-from streams import topics
+from logic.partitioning import partition_of
+from logic.rekey import needs_rekey, rekey_headers, rekey_kind
+from logic.replay import Source
+from streams import metrics, topics
 from streams.app import app
 from tables.state import contacts, preferences
 
 log = logging.getLogger("clarion.profiles")
+_settings = app.settings
+_KINDS: dict[str, tuple[faust.Table, Any]] = {
+    "preferences": (preferences, topics.preferences_codec),
+    "contacts": (contacts, topics.contacts_codec),
+}
 
 
-async def _apply(stream: faust.StreamT, table: faust.Table, codec: Any, what: str) -> None:
+def _apply_one(key: bytes, raw: bytes | None, what: str) -> None:
+    table, codec = _KINDS[what]
+    if raw is None:
+        table.pop(key, None)
+        return
+    try:
+        value = codec.loads(raw)
+    except (ValidationError, ValueError) as exc:
+        # Never the raw message: pydantic quotes the rejected email/phone/token in it.
+        log.warning("invalid %s for %r: %s", what, key, describe_invalid(exc))
+        return
+    if value.user_id.encode() != key:
+        log.warning("%s key %r does not match user_id %r: skipped", what, key, value.user_id)
+        return
+    table[key] = value
+
+
+async def _apply(stream: faust.StreamT, what: str) -> None:
     async for event in stream.events():
+        message = event.message
         key: bytes | None = event.key
         if not key:
-            log.warning("%s record without a key at offset %d: skipped", what, event.message.offset)
+            log.warning("%s record without a key at offset %d: skipped", what, message.offset)
             continue
-        if event.value is None:
-            table.pop(key, None)
+        owner = partition_of(key.decode(errors="replace"), _settings.partitions)
+        if needs_rekey(owner, message.partition, already_rekeyed=False):
+            await topics.profiles_rekeyed.send(
+                key=key,
+                value=event.value,
+                partition=owner,
+                headers=rekey_headers(
+                    message.headers, Source(message.topic, message.partition, message.offset), what
+                ),
+            )
+            metrics.profiles_rekeyed.inc()
             continue
-        try:
-            value = codec.loads(event.value)
-        except (ValidationError, ValueError) as exc:
-            # Never the raw message: pydantic quotes the rejected email/phone/token in it.
-            log.warning("invalid %s for %r: %s", what, key, describe_invalid(exc))
-            continue
-        if value.user_id.encode() != key:
-            log.warning("%s key %r does not match user_id %r: skipped", what, key, value.user_id)
-            continue
-        table[key] = value
+        _apply_one(key, event.value, what)
 
 
 @app.agent(topics.preferences, name="profiles.preferences", concurrency=1)
 async def apply_preferences(stream: faust.StreamT) -> None:
-    await _apply(stream, preferences, topics.preferences_codec, "preferences")
+    await _apply(stream, "preferences")
 
 
 @app.agent(topics.contacts, name="profiles.contacts", concurrency=1)
 async def apply_contacts(stream: faust.StreamT) -> None:
-    await _apply(stream, contacts, topics.contacts_codec, "contacts")
+    await _apply(stream, "contacts")
+
+
+@app.agent(topics.profiles_rekeyed, name="profiles.rekeyed", concurrency=1)
+async def apply_rekeyed(stream: faust.StreamT) -> None:
+    async for event in stream.events():
+        what = rekey_kind(event.message.headers)
+        if not event.key or what not in _KINDS:
+            log.warning("profiles.rekeyed record without key or kind: skipped")
+            continue
+        _apply_one(event.key, event.value, what)

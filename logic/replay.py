@@ -103,7 +103,7 @@ class ReplayMarker:
 Headers = Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None
 
 
-def _pairs(headers: Headers) -> list[tuple[str, bytes]]:
+def header_pairs(headers: Headers) -> list[tuple[str, bytes]]:
     if headers is None:
         return []
     if isinstance(headers, Mapping):
@@ -112,7 +112,7 @@ def _pairs(headers: Headers) -> list[tuple[str, bytes]]:
 
 
 def header_value(headers: Headers, name: str) -> bytes | None:
-    for key, value in _pairs(headers):
+    for key, value in header_pairs(headers):
         if key == name:
             return value
     return None
@@ -150,7 +150,7 @@ def replay_headers(
     """The headers of a re-produced record: the original ones (minus an older replay's, and
     minus the dead-letter ones when it leaves the DLQ) plus this replay's. A record that is
     itself a replayed copy of the same topic keeps pointing at the original message."""
-    pairs = _pairs(original)
+    pairs = header_pairs(original)
     previous = replay_marker(pairs)
     if (
         previous is not None

@@ -40,6 +40,11 @@ INGRESS_LANE = {
 }
 PREFERENCES = "preferences"
 CONTACTS = "contacts"
+# Clarion-owned copies of ingress and profile records that a foreign producer put on another
+# partition than the recipient's murmur2 partition (logic/rekey.py). Co-partitioned, written
+# only by Clarion's own producer with an explicit partition.
+EVENTS_REKEYED = "events.rekeyed"
+PROFILES_REKEYED = "profiles.rekeyed"
 BROADCASTS = "broadcasts"
 # The follow graph (compacted, keyed "<actor>/<follower>", tombstone = unfollow) and the
 # fan-out's pages of work (see agents/fanout.py).
@@ -92,6 +97,12 @@ def all_topics() -> list[TopicSpec]:
     (the co-partitioning rule: user-keyed topics and tables line up partition by partition)."""
     specs = [TopicSpec(name) for name in INGRESS]
     specs += [TopicSpec(PREFERENCES, compacted=True), TopicSpec(CONTACTS, compacted=True)]
+    # Not compacted: preferences and contacts copies share user-id keys. Read once by the
+    # owner's agent, whose table changelog then holds the state.
+    specs += [
+        TopicSpec(EVENTS_REKEYED, retention_ms=7 * 24 * 3600 * 1000),
+        TopicSpec(PROFILES_REKEYED, retention_ms=7 * 24 * 3600 * 1000),
+    ]
     specs += [TopicSpec(lane_topic(lane)) for lane in Lane]
     specs += [TopicSpec(delivery_topic(ch, lane)) for ch in Channel for lane in Lane]
     specs += [TopicSpec(BROADCASTS), TopicSpec(RECEIPTS)]

@@ -58,6 +58,18 @@ events_duplicate = Counter(
     ["type"],
     registry=registry,
 )
+events_rekeyed = Counter(
+    "clarion_events_rekeyed",
+    "Ingress records found off their recipient's partition (a foreign producer's partitioner)"
+    " and forwarded to it through events.rekeyed.",
+    registry=registry,
+)
+profiles_rekeyed = Counter(
+    "clarion_profiles_rekeyed",
+    "Preference and contact records found off their user's partition and forwarded to it"
+    " through profiles.rekeyed.",
+    registry=registry,
+)
 events_dead_lettered = Counter(
     "clarion_events_dead_lettered",
     "Ingress messages rejected to dlq.events, by reason (clarion.dlq.reason header).",

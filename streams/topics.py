@@ -35,6 +35,8 @@ def _topic(name: str, value_serializer: Any) -> faust.TopicT:
 ingress: dict[str, faust.TopicT] = {name: _topic(name, "raw") for name in catalog.INGRESS}
 preferences = _topic(catalog.PREFERENCES, "raw")
 contacts = _topic(catalog.CONTACTS, "raw")
+events_rekeyed = _topic(catalog.EVENTS_REKEYED, "raw")
+profiles_rekeyed = _topic(catalog.PROFILES_REKEYED, "raw")
 lanes: dict[Lane, faust.TopicT] = {
     lane: _topic(catalog.lane_topic(lane), PydanticCodec(Notification)) for lane in Lane
 }

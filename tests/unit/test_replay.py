@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from logic.dedupe import is_duplicate
+from logic.dedupe import is_duplicate, seen_row
 from logic.replay import (
     HEADER_ID,
     HEADER_MODE,
@@ -76,12 +76,12 @@ def test_a_replay_of_the_same_topic_is_processed_at_the_original_position() -> N
 
 
 def test_dedupe_lets_a_replay_through_but_still_drops_a_real_duplicate() -> None:
-    seen = [7, NOW.timestamp()]  # the event id was first seen at offset 7
+    seen = seen_row("ev:0", 7, NOW.timestamp())  # the event id was first seen at offset 7
     replayed = replay_marker([(HEADER_MODE, b"redeliver"), (HEADER_SOURCE, b"ev/0/7")])
-    assert not is_duplicate(seen, ingress_position(replayed, "ev", 0, 900)[1])
+    assert not is_duplicate(seen, "ev:0", ingress_position(replayed, "ev", 0, 900)[1])
     # The original stream had a duplicate of it at offset 9: replaying 9 drops it again.
     dup = replay_marker([(HEADER_MODE, b"redeliver"), (HEADER_SOURCE, b"ev/0/9")])
-    assert is_duplicate(seen, ingress_position(dup, "ev", 0, 901)[1])
+    assert is_duplicate(seen, "ev:0", ingress_position(dup, "ev", 0, 901)[1])
 
 
 def test_replay_headers_keep_the_original_ones_and_add_the_replays() -> None:
