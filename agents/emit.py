@@ -111,6 +111,9 @@ async def emit(
     if p.receipt is not None:
         metrics.notification_dropped(p.receipt)
         futures.append(await topics.receipts.send(key=key, value=p.receipt))
+    for note in p.notes:  # e.g. `degraded`: sent, but with fallback text
+        metrics.notification_degraded(note)
+        futures.append(await topics.receipts.send(key=key, value=note))
     return futures
 
 

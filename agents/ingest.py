@@ -19,7 +19,7 @@ from logic.partitioning import partition_of
 from logic.rekey import needs_rekey, rekey_headers, rekey_source
 from logic.replay import Source, ingress_position, replay_marker
 from logic.rules import load_rules
-from logic.validation import Rejection, decode_event
+from logic.validation import EventClock, Rejection, decode_event
 from schemas.events import LiveStartedEvent
 from streams import metrics, topics
 from streams.app import app
@@ -62,7 +62,8 @@ async def _ingest(stream: faust.StreamT) -> None:
             partition, offset = ingress_position(
                 replay, message.topic, message.partition, message.offset
             )
-        decoded = decode_event(message.value, _settings.max_event_bytes)
+        clock = EventClock(now, _settings.max_future_skew_s)
+        decoded = decode_event(message.value, _settings.max_event_bytes, clock)
         if isinstance(decoded, Rejection):
             if replay is not None and not replay.forwards:
                 continue  # state-only sends nothing, not even a second dead letter

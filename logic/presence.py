@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from logic.inbox import items_after
 from logic.routing import RoutePlan
@@ -89,7 +90,9 @@ def prefer_in_app(
     channels = {d.channel for d in plan.deliveries}
     if Channel.IN_APP not in channels or Channel.PUSH not in channels:
         return plan
-    return RoutePlan(tuple(d for d in plan.deliveries if d.channel is not Channel.PUSH))
+    # replace(): the plan's receipts about the notification (notes) stay with it.
+    kept = tuple(d for d in plan.deliveries if d.channel is not Channel.PUSH)
+    return replace(plan, deliveries=kept)
 
 
 class ReplayCursor:

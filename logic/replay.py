@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from logic.classify import to_notification
 from logic.rules import Rules
-from logic.validation import Rejection, decode_event
+from logic.validation import EventClock, Rejection, decode_event
 from schemas.events import LiveStartedEvent
 
 HEADER_MODE = "clarion.replay.mode"
@@ -373,9 +373,18 @@ class DryRunCounts:
     skipped: Counter[str] = field(default_factory=Counter)  # superseded, no_source, ...
     _seen: set[str] = field(default_factory=set, repr=False)
 
-    def count_event(self, raw: bytes | None, rules: Rules, max_bytes: int, now: datetime) -> None:
+    def count_event(
+        self,
+        raw: bytes | None,
+        rules: Rules,
+        max_bytes: int,
+        now: datetime,
+        max_future_skew_s: float | None = None,
+    ) -> None:
         self.records += 1
-        decoded = decode_event(raw, max_bytes)
+        # With a skew allowance, event time is checked as ingest would check it now.
+        clock = None if max_future_skew_s is None else EventClock(now, max_future_skew_s)
+        decoded = decode_event(raw, max_bytes, clock)
         if isinstance(decoded, Rejection):
             self.invalid[decoded.reason.value] += 1
             return

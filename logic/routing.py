@@ -12,12 +12,18 @@ from schemas.common import Category, Channel
 from schemas.notifications import Delivery, Notification, Receipt, ReceiptStatus, Target
 from schemas.users import ContactPoints, Preferences
 
+# Receipt reason of a notification sent with fallback text (logic/render.py).
+TEMPLATE_ERROR = "template_error"
+
 
 @dataclass(frozen=True)
 class RoutePlan:
     deliveries: tuple[Delivery, ...]
     # Set when the notification produces no delivery at all, to say why.
     receipt: Receipt | None = None
+    # Receipts about the notification that go along with its deliveries (text from the
+    # fallback because the template failed).
+    notes: tuple[Receipt, ...] = ()
 
 
 def choose_channels(category: Category, rules: Rules, prefs: Preferences | None) -> list[Channel]:
@@ -92,6 +98,9 @@ def plan_deliveries(
         return RoutePlan(
             (), notification_receipt(notification, ReceiptStatus.SUPPRESSED, "no_contact", now)
         )
+    if rendered.fallback is not None:
+        degraded = notification_receipt(notification, ReceiptStatus.DEGRADED, TEMPLATE_ERROR, now)
+        return RoutePlan(deliveries, notes=(degraded,))
     return RoutePlan(deliveries)
 
 

@@ -83,6 +83,9 @@ class ReceiptStatus(StrEnum):
     RETRYING = "retrying"  # a transient failure; the delivery is on the retry topic
     SKIPPED = "skipped"  # already sent (idempotency ledger): a replay or redelivery
     ESCALATED = "escalated"  # unconfirmed: the next channel of the ladder was sent
+    # Sent with fallback text because its template failed (reason `template_error`; the
+    # worker log has the error). The deliveries' own receipts follow as usual.
+    DEGRADED = "degraded"
     SEEN = "seen"
     READ = "read"  # the client opened it: confirmed
 

@@ -92,6 +92,13 @@ notifications_dropped = Counter(
     ["lane", "status", "reason"],
     registry=registry,
 )
+notifications_degraded = Counter(
+    "clarion_notifications_degraded",
+    "Notifications sent with fallback text because their template failed, by lane and "
+    "reason (logic/render.py; the worker log says which template and why).",
+    ["lane", "reason"],
+    registry=registry,
+)
 digest_gathered = Counter(
     "clarion_digest_gathered",
     "Notifications folded into an aggregation window, by lane.",
@@ -198,6 +205,11 @@ def inc(counter: Counter, *labels: str) -> None:
 def notification_dropped(receipt: Receipt) -> None:
     lane = receipt.lane.value if receipt.lane is not None else ""
     inc(notifications_dropped, lane, receipt.status.value, receipt.reason or "")
+
+
+def notification_degraded(receipt: Receipt) -> None:
+    lane = receipt.lane.value if receipt.lane is not None else ""
+    inc(notifications_degraded, lane, receipt.reason or "")
 
 
 def delivery_planned(delivery: Delivery) -> None:

@@ -258,7 +258,13 @@ class Replay:
         if self.kind is TopicKind.PROFILE:
             self.counts.count_profile(r.key, r.value, _PROFILE_MODELS[self.options.topic])
         else:
-            self.counts.count_event(r.value, self.rules, self.settings.max_event_bytes, now)
+            self.counts.count_event(
+                r.value,
+                self.rules,
+                self.settings.max_event_bytes,
+                now,
+                self.settings.max_future_skew_s,
+            )
 
     async def _produce(self, r: ConsumerRecord[bytes, bytes]) -> Awaitable[Any] | str:
         target = self._target(r)

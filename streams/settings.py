@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     rocksdb_block_cache_mb: int = Field(default=64, ge=8, description="Per-table block cache.")
 
     max_event_bytes: int = Field(default=65536, ge=1024, description="Larger events are DLQ'd.")
+    max_future_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "How far ahead of ingest's clock an event's occurred_at may be (a producer's "
+            "fast clock); later ones are DLQ'd as occurred_at_in_future."
+        ),
+    )
     dedupe_horizon_s: int = Field(default=86_400, ge=60, description="How long event ids are kept.")
     rules_path: Path | None = Field(default=None, description="Override the packaged rules.toml.")
     tick_interval_s: float = Field(
