@@ -1,6 +1,12 @@
 """confirm: what clients say about their notifications (POST /inapp/ack) — marks inbox
 items seen/read, records confirmations (a read confirms: escalation stops) and writes
-seen/read receipts."""
+seen/read receipts.
+
+Every group of a lane-split deployment marks its own inbox and records the confirmation
+(its escalate agent reads `confirmed`), but each receipt is written by one group: the one
+whose inbox holds the item (it serves the item's lane). An id in no inbox gets its
+`not_in_inbox` receipt only from a group that serves every lane; a split group cannot tell
+"in no inbox" from "in another group's inbox", so it writes none (logic/ownership.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import faust
 
 from agents.escalate import confirmed_key
 from logic.inbox import mark
+from logic.ownership import owns_lane, serves_every_lane
 from schemas.control import ClientAction, Confirmation
 from schemas.notifications import Receipt, ReceiptStatus
 from streams import topics
@@ -20,6 +27,7 @@ from tables.state import confirmed, inbox
 
 @app.agent(topics.confirmations, name="confirm", concurrency=1)
 async def confirm(stream: faust.StreamT[Confirmation]) -> None:
+    served = app.settings.served_lanes
     async for c in stream:
         key = c.recipient_id.encode()
         ids = set(c.notification_ids)
@@ -35,6 +43,8 @@ async def confirm(stream: faust.StreamT[Confirmation]) -> None:
         futures: list[Any] = []
         for nid in sorted(ids):
             item = by_id.get(nid)
+            if not (owns_lane(served, item.lane) if item else serves_every_lane(served)):
+                continue  # another group's receipt to write
             receipt = Receipt(
                 notification_id=nid,
                 recipient_id=c.recipient_id,

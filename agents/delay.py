@@ -20,7 +20,10 @@ async def run_when_due(
     stream: faust.StreamT[Any],
     due: Callable[[Any], datetime],
     handle: Callable[[Any], Awaitable[None]],
+    owned: Callable[[Any], bool] = lambda _record: True,
 ) -> None:
+    """`owned`: whether this worker's group acts on the record (logic/ownership.py); one it
+    does not own is acked in its turn without waiting for its time."""
     window: AckWindow[faust.EventT] = AckWindow(
         app.settings.delay_queue_limit,
         ack=lambda event: event.ack(),
@@ -31,6 +34,8 @@ async def run_when_due(
         value = event.value
 
         async def work(v: Any = value) -> None:
+            if not owned(v):
+                return
             wait = due(v).timestamp() - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)

@@ -5,6 +5,10 @@ stops at the first confirmation (POST /inapp/ack, see agents/confirm.py).
 Steps are records on `escalations`, keyed by recipient like `confirmations`, so the
 `confirmed` table row for the user is on this worker. A step replayed after a crash sends
 the same deterministic delivery ids again, which the sinks' ledger skips.
+
+In a lane-split deployment only the group serving the notification's lane (critical) acts
+on a step: with every group acting, each rung would be sent, and the next step scheduled,
+once per group (logic/ownership.py). That group's `confirm` agent keeps its `confirmed`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import faust
 
 from agents.delay import run_when_due
+from logic.ownership import owns_lane
 from schemas.control import EscalationStep
 from schemas.notifications import ReceiptStatus
 from sinks import receipts
@@ -48,4 +53,5 @@ async def _step(step: EscalationStep) -> None:
 
 @app.agent(topics.escalations, name="escalate", concurrency=1)
 async def escalate(stream: faust.StreamT[EscalationStep]) -> None:
-    await run_when_due(stream, lambda s: s.due_at, _step)
+    served = app.settings.served_lanes
+    await run_when_due(stream, lambda s: s.due_at, _step, owned=lambda s: owns_lane(served, s.lane))

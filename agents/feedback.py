@@ -1,11 +1,15 @@
 """feedback: outcomes a provider reports after accepting a send (SendGrid's Event Webhook):
 a bounce removes the address and dead-letters the delivery, a spam report or unsubscribe
-opts the user out of email, a delivery confirmation becomes a `delivered` receipt."""
+opts the user out of email, a delivery confirmation becomes a `delivered` receipt.
+
+Feedback names no lane, so in a lane-split deployment only the group serving the home lane
+acts on it (logic/ownership.py): one receipt, one dead letter, one contact update."""
 
 from __future__ import annotations
 
 import faust
 
+from logic.ownership import owns_laneless
 from schemas.common import Channel
 from schemas.control import FeedbackKind, ProviderFeedback
 from schemas.notifications import Receipt, ReceiptStatus
@@ -23,7 +27,10 @@ _STATUS = {
 
 @app.agent(topics.feedback, name="feedback", concurrency=1)
 async def feedback(stream: faust.StreamT[ProviderFeedback]) -> None:
+    owner = owns_laneless(app.settings.served_lanes)
     async for event in stream.events():
+        if not owner:
+            continue  # the home lane's group acts on it
         f: ProviderFeedback = event.value
         key = f.recipient_id.encode()
         reason = f"{f.provider}:{f.reason}"

@@ -1,11 +1,16 @@
 """retry: deliveries that failed transiently go back on their delivery topic when due (the
-sink then checks the ledger and tries again with attempt+1)."""
+sink then checks the ledger and tries again with attempt+1).
+
+In a lane-split deployment every group reads `deliveries.retry`; only the group serving
+the delivery's lane (whose sink asked for the retry) republishes it, so a retry goes out
+once, not once per group (logic/ownership.py)."""
 
 from __future__ import annotations
 
 import faust
 
 from agents.delay import run_when_due
+from logic.ownership import owns_lane
 from schemas.control import RetryRequest
 from streams import metrics, topics
 from streams.app import app
@@ -19,4 +24,7 @@ async def _republish(request: RetryRequest) -> None:
 
 @app.agent(topics.retries, name="retry", concurrency=1)
 async def retry(stream: faust.StreamT[RetryRequest]) -> None:
-    await run_when_due(stream, lambda r: r.due_at, _republish)
+    served = app.settings.served_lanes
+    await run_when_due(
+        stream, lambda r: r.due_at, _republish, owned=lambda r: owns_lane(served, r.delivery.lane)
+    )
