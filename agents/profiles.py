@@ -19,7 +19,7 @@ from logic.masking import describe_invalid
 from logic.partitioning import partition_of
 from logic.rekey import needs_rekey, rekey_headers, rekey_kind
 from logic.replay import Source
-from streams import metrics, topics
+from streams import guard, metrics, topics
 from streams.app import app
 from tables.state import contacts, preferences
 
@@ -31,43 +31,69 @@ _KINDS: dict[str, tuple[faust.Table, Any]] = {
 }
 
 
-def _apply_one(key: bytes, raw: bytes | None, what: str) -> None:
+def _apply_one(key: bytes, raw: bytes | None, what: str) -> str | None:
+    """Apply one record to its table; returns why it was rejected, or None."""
     table, codec = _KINDS[what]
     if raw is None:
         table.pop(key, None)
-        return
+        return None
     try:
         value = codec.loads(raw)
     except (ValidationError, ValueError) as exc:
         # Never the raw message: pydantic quotes the rejected email/phone/token in it.
-        log.warning("invalid %s for %r: %s", what, key, describe_invalid(exc))
-        return
+        return f"invalid {what}: {describe_invalid(exc)}"
     if value.user_id.encode() != key:
-        log.warning("%s key %r does not match user_id %r: skipped", what, key, value.user_id)
-        return
+        return f"{what} key does not match its user_id"
     table[key] = value
+    return None
 
 
 async def _apply(stream: faust.StreamT, what: str) -> None:
     async for event in stream.events():
-        message = event.message
-        key: bytes | None = event.key
-        if not key:
-            log.warning("%s record without a key at offset %d: skipped", what, message.offset)
-            continue
-        owner = partition_of(key.decode(errors="replace"), _settings.partitions)
-        if needs_rekey(owner, message.partition, already_rekeyed=False):
-            await topics.profiles_rekeyed.send(
-                key=key,
-                value=event.value,
-                partition=owner,
-                headers=rekey_headers(
-                    message.headers, Source(message.topic, message.partition, message.offset), what
-                ),
-            )
-            metrics.profiles_rekeyed.inc()
-            continue
-        _apply_one(key, event.value, what)
+        await guard.guarded(f"profiles.{what}", topics.dlq_events, event.message, _one(event, what))
+
+
+async def _one(event: faust.EventT, what: str) -> None:
+    message = event.message
+    key: bytes | None = event.key
+    if not key:
+        log.warning("%s record without a key at offset %d: skipped", what, message.offset)
+        return
+    owner = partition_of(key.decode(errors="replace"), _settings.partitions)
+    if needs_rekey(owner, message.partition, already_rekeyed=False):
+        await topics.profiles_rekeyed.send(
+            key=key,
+            value=event.value,
+            partition=owner,
+            headers=rekey_headers(
+                message.headers, Source(message.topic, message.partition, message.offset), what
+            ),
+        )
+        metrics.profiles_rekeyed.inc()
+        return
+    await _settle(message, _apply_one(key, event.value, what), what)
+
+
+async def _settle(message: faust.types.Message, rejected: str | None, what: str) -> None:
+    """A rejected record keeps the previous value in the table and goes to dlq.events with
+    its bytes and the reason (no contact point in the reason: see logic/masking)."""
+    if rejected is None:
+        return
+    log.warning(
+        "%s record at %s[%d]@%d rejected: %s",
+        what,
+        message.topic,
+        message.partition,
+        message.offset,
+        rejected,
+    )
+    await guard.dead_letter_message(
+        topics.dlq_events,
+        message,
+        "invalid_profile",
+        ValueError(rejected),
+        stage=f"profiles.{what}",
+    )
 
 
 @app.agent(topics.preferences, name="profiles.preferences", concurrency=1)
@@ -83,8 +109,12 @@ async def apply_contacts(stream: faust.StreamT) -> None:
 @app.agent(topics.profiles_rekeyed, name="profiles.rekeyed", concurrency=1)
 async def apply_rekeyed(stream: faust.StreamT) -> None:
     async for event in stream.events():
-        what = rekey_kind(event.message.headers)
-        if not event.key or what not in _KINDS:
-            log.warning("profiles.rekeyed record without key or kind: skipped")
-            continue
-        _apply_one(event.key, event.value, what)
+        await guard.guarded("profiles.rekeyed", topics.dlq_events, event.message, _rekeyed(event))
+
+
+async def _rekeyed(event: faust.EventT) -> None:
+    what = rekey_kind(event.message.headers)
+    if not event.key or what not in _KINDS:
+        log.warning("profiles.rekeyed record without key or kind: skipped")
+        return
+    await _settle(event.message, _apply_one(event.key, event.value, what), what)

@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     rocksdb_block_cache_mb: int = Field(default=64, ge=8, description="Per-table block cache.")
 
     max_event_bytes: int = Field(default=65536, ge=1024, description="Larger events are DLQ'd.")
+    fault_injection: str = Field(
+        default="",
+        description=(
+            "Drills only: comma-separated `<stage>=<record key>` pairs; that stage raises on "
+            "records with that key, to show the record is dead-lettered and the stage goes on "
+            "(streams/guard.py). Empty (the default) in every real deployment."
+        ),
+    )
     max_future_skew_s: float = Field(
         default=300.0,
         ge=0,

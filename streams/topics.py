@@ -15,15 +15,32 @@ from schemas.graph import FanoutTask
 from schemas.notifications import Delivery, Notification, Receipt
 from schemas.presence import GatewayPush, PresenceEvent
 from schemas.users import ContactPoints, Preferences
-from streams import catalog
+from streams import catalog, guard
 from streams.app import app
 
 _settings = app.settings
+guard.install_faults(_settings.fault_injection)
+
+
+class DeadLetteringTopic(faust.Topic):  # type: ignore[misc]
+    """A topic whose undecodable records go to a dead-letter topic with their bytes.
+
+    Faust acks a record whose value does not decode and only logs it; for Clarion that is a
+    lost record. The conductor awaits this hook before it moves on, so the dead letter is in
+    the producer's buffer before the next commit (which flushes the producer first)."""
+
+    async def on_decode_error(self, exc: Exception, message: faust.types.Message) -> None:
+        name = message.topic
+        dlq = dlq_deliveries if name.startswith(_settings.topic("deliveries.")) else dlq_events
+        await guard.dead_letter_message(
+            dlq, message, guard.REASON_UNDECODABLE, exc, stage=f"decode:{name}"
+        )
 
 
 def _topic(name: str, value_serializer: Any) -> faust.TopicT:
-    return app.topic(
-        _settings.topic(name),
+    return DeadLetteringTopic(
+        app,
+        topics=[_settings.topic(name)],
         key_type=bytes,
         key_serializer="raw",
         value_serializer=value_serializer,

@@ -1,0 +1,87 @@
+"""No stage crashes on a record: whatever a record makes a stage's code raise, the record is
+dead-lettered with the reason and its original bytes, and the stage goes on with the next.
+
+Faust's own behaviour would be worse in both cases this covers: an exception escaping an
+agent's loop crashes and restarts the agent, and the committed offset moves past the record
+(it is lost); a record whose bytes do not decode is acked and only logged (lost too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.types import Message
+
+from logic.dead_letters import describe_failure, dlq_headers
+from streams import metrics
+
+log = logging.getLogger("clarion.guard")
+REASON_STAGE_ERROR = "stage_error"
+REASON_UNDECODABLE = "undecodable_record"
+
+
+class InjectedFault(RuntimeError):
+    """Raised by a stage for a record named in CLARION_FAULT_INJECTION (drills and tests)."""
+
+
+def parse_faults(spec: str) -> frozenset[tuple[str, bytes]]:
+    """`"route.critical=alice,ingest=bob"` -> {("route.critical", b"alice"), ("ingest", b"bob")}."""
+    pairs = (item.split("=", 1) for item in spec.split(",") if "=" in item)
+    return frozenset((stage.strip(), key.strip().encode()) for stage, key in pairs)
+
+
+_faults: frozenset[tuple[str, bytes]] = frozenset()
+
+
+def install_faults(spec: str) -> None:
+    global _faults
+    _faults = parse_faults(spec)
+
+
+async def dead_letter_message(
+    dlq: faust.TopicT, message: Message, reason: str, exc: BaseException, stage: str
+) -> None:
+    """The message's key and bytes untouched on `dlq`, with the reason in headers; returns
+    once the broker has it, so a commit after this never passes a record that is nowhere."""
+    detail = describe_failure(exc)
+    headers = dlq_headers(
+        reason,
+        detail,
+        (message.topic, message.partition, message.offset),
+        datetime.now(UTC),
+        stage=stage,
+    )
+    fut = await dlq.send(key=message.key, value=message.value, headers=headers)
+    await fut
+    metrics.events_dead_lettered.labels(reason).inc()
+
+
+async def guarded(
+    stage: str,
+    dlq: faust.TopicT,
+    message: Message,
+    work: Awaitable[Any],
+) -> None:
+    """Await one record's processing; if it raises, dead-letter the record and return."""
+    try:
+        if _faults and (stage, message.key) in _faults:
+            if asyncio.iscoroutine(work):
+                work.close()  # never started: close it so it is not reported as un-awaited
+            raise InjectedFault(f"injected fault in {stage}")
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # any failure of one record, by design
+        log.exception(
+            "%s failed on %s[%d]@%d; dead-lettered",
+            stage,
+            message.topic,
+            message.partition,
+            message.offset,
+        )
+        await dead_letter_message(dlq, message, REASON_STAGE_ERROR, exc, stage)
