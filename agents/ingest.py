@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import faust
 from faust.types import Message
 
-from agents import positions
+from agents import deadletter, positions
 from logic.classify import to_notification
 from logic.dedupe import is_duplicate, seen_row
 from logic.partitioning import partition_of
@@ -75,9 +75,11 @@ async def _ingest(stream: faust.StreamT) -> None:
                 decoded.reason.value,
                 decoded.detail,
             )
-            await topics.dlq_events.send(
-                key=message.key, value=message.value, headers=dlq_headers(message, decoded, now)
-            )
+            # Returns once the broker has it; until then the record's offset is held.
+            await deadletter.send(
+                topics.dlq_events, message, message.key, message.value,
+                dlq_headers(message, decoded, now),
+            )  # fmt: skip
             metrics.events_dead_lettered.labels(decoded.reason.value).inc()
             continue
         source = f"{source_topic}:{partition}"

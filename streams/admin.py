@@ -7,11 +7,15 @@ import logging
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.catalog import TopicSpec
 
 log = logging.getLogger("clarion.admin")
+MAX_MESSAGE_BYTES = "max.message.bytes"
+# DescribeConfigs' config_source of a value set on the topic itself.
+_DYNAMIC_TOPIC_CONFIG = 1
 
 
 class TopicLayoutError(RuntimeError):
@@ -57,6 +61,50 @@ def _config(spec: TopicSpec) -> dict[str, str]:
     return config
 
 
+def raised_limit(entries: Iterable[tuple[object, ...]], wanted: int) -> dict[str, str] | None:
+    """From a topic's DescribeConfigs entries (name, value, read_only, source, ...): the
+    topic-level config to write so its max.message.bytes is at least `wanted`, or None if
+    it is already. AlterConfigs replaces the topic's whole override set, so the overrides it
+    has (retention, cleanup policy, ...) are carried over."""
+    current, overrides = None, {}
+    for entry in entries:
+        name, value, source = str(entry[0]), entry[1], entry[3]
+        if name == MAX_MESSAGE_BYTES and value is not None:
+            current = int(str(value))
+        if source == _DYNAMIC_TOPIC_CONFIG and value is not None:
+            overrides[name] = str(value)
+    if current is not None and current >= wanted:
+        return None
+    return overrides | {MAX_MESSAGE_BYTES: str(wanted)}
+
+
+async def _raise_message_limits(admin: AIOKafkaAdminClient, specs: dict[str, TopicSpec]) -> None:
+    """Topics created before their spec asked for a larger max.message.bytes (the dead-letter
+    topics, from an earlier version or a smaller CLARION_MAX_RECORD_BYTES) get it now: a
+    dead letter the topic refuses would stop its partition."""
+    wanted = {
+        name: int(dict(spec.extra_config)[MAX_MESSAGE_BYTES])
+        for name, spec in specs.items()
+        if MAX_MESSAGE_BYTES in dict(spec.extra_config)
+    }
+    if not wanted:
+        return
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in wanted]
+    changes = []
+    for response in await admin.describe_configs(resources):
+        for resource in response.resources:
+            name, entries = resource[3], resource[4]
+            config = raised_limit(entries, wanted[name])
+            if config is not None:
+                changes.append(ConfigResource(ConfigResourceType.TOPIC, name, configs=config))
+    if changes:
+        for response in await admin.alter_configs(changes):
+            for resource in response.resources:
+                if resource[0] != 0:
+                    raise TopicLayoutError(f"cannot raise {MAX_MESSAGE_BYTES} of {resource}")
+        log.info("raised %s of %s", MAX_MESSAGE_BYTES, [c.name for c in changes])
+
+
 async def ensure_topics(
     bootstrap_servers: str,
     specs: Iterable[TopicSpec],
@@ -88,6 +136,7 @@ async def ensure_topics(
                     f"topics must all have {partitions} partitions (CLARION_PARTITIONS) to stay "
                     f"co-partitioned, but these differ: {wrong}"
                 )
+            await _raise_message_limits(admin, {name: wanted[name] for name in present})
         missing = [
             NewTopic(name, expected[name], replication_factor, topic_configs=_config(spec))
             for name, spec in wanted.items()

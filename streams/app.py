@@ -38,11 +38,24 @@ class ClarionApp(faust.App):  # type: ignore[misc]
             # the worker spent its time in socket writes. A few ms batches them.
             producer_linger=settings.producer_linger_ms / 1000.0,
             producer_max_batch_size=256 * 1024,
+            # Faust's default 1,000,000 is below what the broker accepts: dead-lettering a
+            # larger ingress record failed and crashed the agent (issue 10 item 3).
+            producer_max_request_size=settings.dead_letter_max_bytes,
+            # A killed worker's partitions (the critical lane's included) move to a live
+            # worker once its session expires: Faust's 60 s default stalled them a minute.
+            # The heartbeat runs in the consumer's own thread, so a busy event loop does not
+            # delay it; at most a third of the session, as Kafka advises.
+            broker_session_timeout=settings.broker_session_timeout_s,
+            broker_heartbeat_interval=min(
+                settings.broker_heartbeat_interval_s, settings.broker_session_timeout_s / 3
+            ),
         )
 
     async def on_first_start(self) -> None:
         s = self.settings
-        specs = [replace(spec, name=s.topic(spec.name)) for spec in all_topics()]
+        specs = [
+            replace(spec, name=s.topic(spec.name)) for spec in all_topics(s.dead_letter_max_bytes)
+        ]
         await ensure_topics(
             s.bootstrap_servers,
             specs + self._internal_topics(),

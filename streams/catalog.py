@@ -74,6 +74,12 @@ GATEWAY_DELIVERIES = "gateway.deliveries"
 GATEWAY_PARTITIONS = 16
 
 
+# The largest record the dev broker accepts (devenv/kafka.py message.max.bytes), the default
+# of CLARION_MAX_RECORD_BYTES; a dead letter is that record plus headers and framing.
+DEFAULT_MAX_RECORD_BYTES = 2_097_152
+DLQ_HEADROOM_BYTES = 64 * 1024
+
+
 def lane_topic(lane: Lane) -> str:
     return f"notifications.{lane.value}"
 
@@ -92,9 +98,13 @@ class TopicSpec:
     extra_config: tuple[tuple[str, str], ...] = ()
 
 
-def all_topics() -> list[TopicSpec]:
+def all_topics(
+    dead_letter_max_bytes: int = DEFAULT_MAX_RECORD_BYTES + DLQ_HEADROOM_BYTES,
+) -> list[TopicSpec]:
     """Every topic the worker creates at start, all with the same partition count
-    (the co-partitioning rule: user-keyed topics and tables line up partition by partition)."""
+    (the co-partitioning rule: user-keyed topics and tables line up partition by partition).
+    The dead-letter topics take `dead_letter_max_bytes` records (Settings.dead_letter_max_bytes),
+    so the largest ingress record fits in them whole with its headers."""
     specs = [TopicSpec(name) for name in INGRESS]
     specs += [TopicSpec(PREFERENCES, compacted=True), TopicSpec(CONTACTS, compacted=True)]
     # Not compacted: preferences and contacts copies share user-id keys. Read once by the
@@ -115,6 +125,7 @@ def all_topics() -> list[TopicSpec]:
     )
     specs.append(TopicSpec(TICKS, retention_ms=3600 * 1000))
     # Dead letters are kept for 30 days so an operator can inspect and replay them.
-    specs.append(TopicSpec(DLQ_EVENTS, retention_ms=30 * 24 * 3600 * 1000))
-    specs.append(TopicSpec(DLQ_DELIVERIES, retention_ms=30 * 24 * 3600 * 1000))
+    dlq_config = (("max.message.bytes", str(dead_letter_max_bytes)),)
+    for name in (DLQ_EVENTS, DLQ_DELIVERIES):
+        specs.append(TopicSpec(name, retention_ms=30 * 24 * 3600 * 1000, extra_config=dlq_config))
     return specs

@@ -12,6 +12,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.common import Lane
+from streams.catalog import DEFAULT_MAX_RECORD_BYTES, DLQ_HEADROOM_BYTES
 
 
 class Settings(BaseSettings):
@@ -48,6 +49,31 @@ class Settings(BaseSettings):
         default=5.0, ge=0, le=100, description="Producer batching delay (adds to latency)."
     )
     rocksdb_block_cache_mb: int = Field(default=64, ge=8, description="Per-table block cache.")
+    max_record_bytes: int = Field(
+        default=DEFAULT_MAX_RECORD_BYTES,
+        ge=1_000_000,
+        description=(
+            "Largest record the ingress topics can hand the worker (the broker's "
+            "message.max.bytes; the dev broker's is 2 MiB). The producer's request limit "
+            "and the dead-letter topics' max.message.bytes are this plus room for the DLQ "
+            "headers, so any record can be dead-lettered whole."
+        ),
+    )
+    broker_session_timeout_s: float = Field(
+        default=8.0,
+        ge=6.0,
+        le=300.0,
+        description=(
+            "Consumer group session timeout: how long a killed worker's partitions wait "
+            "before the group gives them to a live worker (Faust's default is 60 s). Not "
+            "below the broker's group.min.session.timeout.ms (6 s by default)."
+        ),
+    )
+    broker_heartbeat_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Consumer heartbeat interval; keep it at most a third of the session timeout.",
+    )
 
     max_event_bytes: int = Field(default=65536, ge=1024, description="Larger events are DLQ'd.")
     fault_injection: str = Field(
@@ -161,6 +187,12 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def dead_letter_max_bytes(self) -> int:
+        """The producer's request limit and the dead-letter topics' max.message.bytes: the
+        largest ingress record plus its DLQ headers and framing."""
+        return self.max_record_bytes + DLQ_HEADROOM_BYTES
 
     @property
     def served_lanes(self) -> frozenset[Lane]:

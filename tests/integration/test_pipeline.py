@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from schemas.common import Channel, Lane
 from streams.catalog import CONTACTS, DLQ_EVENTS, PREFERENCES, RECEIPTS, delivery_topic
@@ -245,3 +246,40 @@ async def _wait_for_changelog(p: Pipeline, table: str, uid: str) -> None:
         timeout_s=30,
     )
     assert got, f"{table} update for {uid} never reached the table"
+
+
+async def test_a_2_mb_record_is_dead_lettered_whole_and_ingest_keeps_going(
+    pipeline: Pipeline, uid: str
+) -> None:
+    """A valid like padded to 2,000,000 bytes (the broker takes 2 MiB): its dead letter once
+    exceeded the worker's 1,000,000-byte producer limit, ingest crashed and the record was
+    lost. Now it reaches dlq.events byte for byte and the next event is processed."""
+    like = event_dict("like", recipient_id=uid, padding="")
+    pad = 2_000_000 - len(json.dumps(like).encode())
+    big = json.dumps(like | {"padding": "p" * pad}).encode()
+    assert len(big) == 2_000_000
+    topic = pipeline.topic("events.social")
+    # Raw bytes, as a foreign client sends them, with a producer that allows the size.
+    producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap, max_request_size=3_000_000)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, big, key=uid.encode())
+        after = event_dict("follow", recipient_id=uid)
+        await producer.send_and_wait(topic, json.dumps(after).encode(), key=uid.encode())
+    finally:
+        await producer.stop()
+
+    dead = await collect(
+        pipeline.bootstrap,
+        [pipeline.topic(DLQ_EVENTS)],
+        until=lambda kept: len(kept) >= 1,
+        keep=lambda r: r.key == uid.encode(),
+    )
+    assert len(dead) == 1, "the 2 MB record did not reach dlq.events"
+    assert dict(dead[0].headers)["clarion.dlq.reason"] == b"payload_too_large"
+    assert "clarion.dlq.truncated" not in dict(dead[0].headers)
+    assert dead[0].value == big  # byte for byte
+    # The event after it went through: ingest was not stuck or crashed on the big one.
+    found = await deliveries_for(pipeline, uid, 1)
+    assert [d["category"] for d in found][:1] == ["follow"]
+    assert "MessageSizeTooLarge" not in pipeline.worker.log_path.read_text(errors="replace")

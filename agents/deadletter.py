@@ -1,0 +1,82 @@
+"""Sending a dead letter so that the record it stands for is never lost.
+
+The source record is held (one extra reference on its message, so the stream's ack does not
+make its offset committable) until the broker has acknowledged the dead letter. A failing
+send is retried with backoff and the stage waits: a record that cannot be dead-lettered
+stops its partition, it is never skipped. If the worker stops meanwhile, the offset stays
+uncommitted and the record is read again on restart. A dead letter the broker refuses as too
+large is sent again as a truncated copy that says so (logic/deadletter.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+import faust
+from aiokafka.errors import MessageSizeTooLargeError
+from faust.types import Message
+
+from logic import deadletter
+from streams.app import app
+
+log = logging.getLogger("clarion.deadletter")
+_BACKOFF_FIRST_S = 0.5
+_BACKOFF_CAP_S = 30.0
+
+
+def _too_large(exc: BaseException) -> bool:
+    """The producer (before sending) or the broker refused the record's size. Faust wraps
+    the client's error in ProducerSendError."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, MessageSizeTooLargeError) or "MessageSizeTooLarge" in repr(seen):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+async def send(
+    topic: faust.TopicT,
+    message: Message,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Mapping[str, bytes],
+) -> None:
+    """Dead-letter (key, value, headers) for `message` and return once the broker has it."""
+    message.incref()  # hold the source offset until the dead letter is acknowledged
+    budget = app.settings.dead_letter_max_bytes
+    delay = _BACKOFF_FIRST_S
+    while True:
+        fitted, out = deadletter.fit(key, value, headers, budget)
+        try:
+            sent = await topic.send(key=key, value=fitted, headers=out)
+            await sent  # the broker's acknowledgement, or its error
+        except asyncio.CancelledError:
+            raise  # stopping: the held message keeps its offset uncommitted
+        except Exception as exc:
+            size = deadletter.record_size(key, fitted, out)
+            if _too_large(exc) and budget > deadletter.MIN_BUDGET:
+                budget = deadletter.smaller_budget(budget, size)
+                log.error(
+                    "dead letter of %s[%d]@%d refused as too large (%d bytes): sending a "
+                    "truncated copy of at most %d bytes",
+                    message.topic, message.partition, message.offset, size, budget,
+                )  # fmt: skip
+                continue
+            log.error(
+                "dead letter of %s[%d]@%d not sent (%r); the partition waits, retry in %.1f s",
+                message.topic, message.partition, message.offset, exc, delay,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF_CAP_S)
+            continue
+        message.decref()
+        if out.get(deadletter.TRUNCATED):
+            log.error(
+                "dead-lettered a truncated copy of %s[%d]@%d (%s of %s bytes)",
+                message.topic, message.partition, message.offset,
+                len(fitted or b""), out[deadletter.ORIGINAL_BYTES].decode(),
+            )  # fmt: skip
+        return

@@ -1,0 +1,48 @@
+"""Fitting a dead letter into what the producer and the dead-letter topic accept.
+
+A dead letter carries the original key and bytes. A record can only be larger than that
+limit if an operator gave an ingress topic a larger max.message.bytes than Clarion's
+CLARION_MAX_RECORD_BYTES (the producer limit and the dead-letter topics' limit are both set
+from it, plus room for the headers): then the dead letter holds the first bytes of the value
+and says so in headers (original size and SHA-256), rather than being lost or stopping the
+partition for good.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+TRUNCATED = "clarion.dlq.truncated"
+ORIGINAL_BYTES = "clarion.dlq.original.bytes"
+ORIGINAL_SHA256 = "clarion.dlq.original.sha256"
+# Per record overhead on top of key, value and header bytes (record batch framing).
+_FRAMING = 512
+# A truncated copy never goes below this, whatever the broker says.
+MIN_BUDGET = 4096
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Mapping[str, bytes]) -> int:
+    """An upper bound of the record's size in a produce request."""
+    header_bytes = sum(len(k.encode()) + len(v) + 10 for k, v in headers.items())
+    return len(key or b"") + len(value or b"") + header_bytes + _FRAMING
+
+
+def fit(
+    key: bytes | None, value: bytes | None, headers: Mapping[str, bytes], budget: int
+) -> tuple[bytes | None, dict[str, bytes]]:
+    """The value and headers to dead-letter within `budget` bytes: unchanged if they fit,
+    otherwise the value's first bytes with headers naming the original size and digest."""
+    out = dict(headers)
+    if value is None or record_size(key, value, out) <= budget:
+        return value, out
+    out[TRUNCATED] = b"true"
+    out[ORIGINAL_BYTES] = str(len(value)).encode()
+    out[ORIGINAL_SHA256] = hashlib.sha256(value).hexdigest().encode()
+    room = max(0, budget - record_size(key, b"", out))
+    return value[:room], out
+
+
+def smaller_budget(budget: int, size: int) -> int:
+    """After the broker refused `size` bytes: the next budget to try (halving, floored)."""
+    return max(MIN_BUDGET, min(budget, size) // 2)
