@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
+from typing import Any
 
 import faust
+from faust.stores import rocksdb as _faust_rocksdb
 
 from streams.admin import ensure_topics
 from streams.catalog import TopicSpec, all_topics
@@ -82,6 +85,23 @@ class ClarionApp(faust.App):  # type: ignore[misc]
             )
         return specs
 
+
+def _revoke_partitions(self: Any, table: Any, tps: set[Any]) -> None:
+    """Faust's RocksDB store runs gc.collect() on every rebalance for each table, revoked
+    partitions or not (so a closed DB's handle and lock are freed before it may be reopened).
+    With a dozen tables that held the event loop for seconds in every rebalance, on the
+    worker taking over a killed one's partitions too. Collect only when a DB was closed."""
+    closed = False
+    for tp in tps:
+        if tp.topic in table.changelog_topic.topics:
+            if self._dbs.pop(tp.partition, None) is not None:
+                self.logger.info(f"closing db {tp.topic} partition {tp.partition}")
+                closed = True
+    if closed:
+        gc.collect()
+
+
+_faust_rocksdb.Store.revoke_partitions = _revoke_partitions  # type: ignore[method-assign]
 
 app = ClarionApp(get_settings())
 
