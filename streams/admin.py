@@ -153,3 +153,13 @@ async def ensure_topics(
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def cluster_id(bootstrap_servers: str) -> str:
+    """The Kafka cluster's id (the data directory records it, streams/datadir.py)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        return str((await admin.describe_cluster())["cluster_id"])
+    finally:
+        await admin.close()

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import gc
+import logging
+import os
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
+from faust.exceptions import ConsistencyError
 from faust.stores import rocksdb as _faust_rocksdb
 
-from streams.admin import ensure_topics
+from streams.admin import cluster_id, ensure_topics
 from streams.catalog import TopicSpec, all_topics
+from streams.datadir import DataDirMismatch, check_cluster, consistency_message
 from streams.settings import Settings, get_settings
+
+log = logging.getLogger("clarion.app")
+
+
+def _refuse(line: str) -> NoReturn:
+    """Stop the process with one line that says what to do (not a traceback)."""
+    log.critical(line)  # Faust's logging writes it to stderr
+    logging.shutdown()
+    os._exit(2)  # before anything is started that would need a clean stop
 
 
 class ClarionApp(faust.App):  # type: ignore[misc]
@@ -56,6 +69,10 @@ class ClarionApp(faust.App):  # type: ignore[misc]
 
     async def on_first_start(self) -> None:
         s = self.settings
+        try:
+            check_cluster(s.data_dir, await cluster_id(s.bootstrap_servers), s.bootstrap_servers)
+        except DataDirMismatch as exc:
+            _refuse(str(exc))
         specs = [
             replace(spec, name=s.topic(spec.name)) for spec in all_topics(s.dead_letter_max_bytes)
         ]
@@ -67,6 +84,14 @@ class ClarionApp(faust.App):  # type: ignore[misc]
             replication_factor=s.replication_factor,
         )
         await super().on_first_start()
+
+    def _crash(self, reason: BaseException) -> None:
+        # mode marks every service up to the app crashed through here (table recovery
+        # raises ConsistencyError when the local tables are ahead of their changelog
+        # topics): say which directory to remove instead of a traceback.
+        if isinstance(reason, ConsistencyError):
+            _refuse(consistency_message(self.settings.data_dir, str(reason)))
+        super()._crash(reason)
 
     def _internal_topics(self) -> list[TopicSpec]:
         """Faust's own topics (table changelogs, the assignor's leader topic). Faust would
