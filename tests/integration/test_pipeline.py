@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from typing import Any
 
@@ -283,3 +284,55 @@ async def test_a_2_mb_record_is_dead_lettered_whole_and_ingest_keeps_going(
     found = await deliveries_for(pipeline, uid, 1)
     assert [d["category"] for d in found][:1] == ["follow"]
     assert "MessageSizeTooLarge" not in pipeline.worker.log_path.read_text(errors="replace")
+
+
+async def test_a_dead_letter_the_dlq_topic_refuses_goes_as_a_truncated_copy(
+    pipeline: Pipeline, uid: str
+) -> None:
+    """If the dead-letter topic takes less than the worker was told (an operator lowered its
+    max.message.bytes), the broker's refusal is not a crash and not a loss: a truncated copy
+    says how large the original was and its SHA-256, and the next event is processed."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    dlq = pipeline.topic(DLQ_EVENTS)
+    admin = AIOKafkaAdminClient(bootstrap_servers=pipeline.bootstrap)
+    await admin.start()
+
+    async def dlq_limit(value: str) -> None:
+        config = {"max.message.bytes": value, "retention.ms": str(30 * 24 * 3600 * 1000)}
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, dlq, configs=config)])
+
+    like = event_dict("like", recipient_id=uid, padding="")
+    big = json.dumps(like | {"padding": "q" * 1_500_000}).encode()
+    try:
+        await dlq_limit("300000")
+        await asyncio.sleep(1)  # the broker applies topic config changes asynchronously
+        topic = pipeline.topic("events.social")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=pipeline.bootstrap, max_request_size=3_000_000
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, big, key=uid.encode())
+            after = event_dict("follow", recipient_id=uid)
+            await producer.send_and_wait(topic, json.dumps(after).encode(), key=uid.encode())
+        finally:
+            await producer.stop()
+        dead = await collect(
+            pipeline.bootstrap, [dlq], until=lambda kept: len(kept) >= 1,
+            keep=lambda r: r.key == uid.encode(),
+        )  # fmt: skip
+        found = await deliveries_for(pipeline, uid, 1)
+    finally:
+        await dlq_limit(str(2_097_152 + 65_536))
+        await admin.close()
+
+    assert len(dead) == 1
+    headers = dict(dead[0].headers)
+    assert headers["clarion.dlq.reason"] == b"payload_too_large"
+    assert headers["clarion.dlq.truncated"] == b"true"
+    assert headers["clarion.dlq.original.bytes"] == str(len(big)).encode()
+    assert headers["clarion.dlq.original.sha256"] == hashlib.sha256(big).hexdigest().encode()
+    assert dead[0].value and big.startswith(dead[0].value) and len(dead[0].value) < 300_000
+    assert [d["category"] for d in found][:1] == ["follow"]
