@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 import faust
 from faust.types import Message
 
-from agents import deadletter, positions
+from agents import positions
+from logic import deadletter as dead_letters
 from logic.classify import to_notification
 from logic.dedupe import is_duplicate, seen_row
 from logic.partitioning import partition_of
@@ -21,7 +22,7 @@ from logic.replay import Source, ingress_position, replay_marker
 from logic.rules import load_rules
 from logic.validation import EventClock, Rejection, decode_event
 from schemas.events import LiveStartedEvent
-from streams import metrics, topics
+from streams import deadletter, guard, metrics, topics
 from streams.app import app
 from streams.catalog import INGRESS_LANE
 from tables.state import seen_events
@@ -32,89 +33,85 @@ _rules = load_rules(_settings.rules_path)
 
 
 def dlq_headers(message: Message, rejection: Rejection, now: datetime) -> dict[str, bytes]:
-    return {
-        "clarion.dlq.reason": rejection.reason.value.encode(),
-        "clarion.dlq.detail": rejection.detail.encode(),
-        "clarion.dlq.source.topic": message.topic.encode(),
-        "clarion.dlq.source.partition": str(message.partition).encode(),
-        "clarion.dlq.source.offset": str(message.offset).encode(),
-        "clarion.dlq.at": now.isoformat().encode(),
-    }
+    source = (message.topic, message.partition, message.offset)
+    return dead_letters.dlq_headers(rejection.reason.value, rejection.detail, source, now)
 
 
 async def _ingest(stream: faust.StreamT) -> None:
     async for event in stream.events():
-        message = event.message
-        positions.observe(message.tp, message.offset)
-        now = datetime.now(UTC)
-        # A replayed record is processed as the original message at its original position
-        # (same dedupe entry, same window watermark, same ids); see logic/replay.py.
-        replay = replay_marker(message.headers)
-        # A re-keyed copy stands for the original record at its original position (see
-        # logic/rekey.py), as a replayed record does for the one it replays.
-        rekeyed = rekey_source(message.headers) if message.topic == _rekeyed_topic else None
-        if rekeyed is not None:
-            if rekeyed.topic not in _served_ingress:
-                continue  # another lane group's ingress: that group handles it
-            source_topic, partition, offset = rekeyed.topic, rekeyed.partition, rekeyed.offset
-        else:
-            source_topic = message.topic
-            partition, offset = ingress_position(
-                replay, message.topic, message.partition, message.offset
-            )
-        clock = EventClock(now, _settings.max_future_skew_s)
-        decoded = decode_event(message.value, _settings.max_event_bytes, clock)
-        if isinstance(decoded, Rejection):
-            if replay is not None and not replay.forwards:
-                continue  # state-only sends nothing, not even a second dead letter
-            log.warning(
-                "dead-lettered %s[%d]@%d: %s (%s)",
-                message.topic,
-                message.partition,
-                message.offset,
-                decoded.reason.value,
-                decoded.detail,
-            )
-            # Returns once the broker has it; until then the record's offset is held.
-            await deadletter.send(
-                topics.dlq_events, message, message.key, message.value,
-                dlq_headers(message, decoded, now),
-            )  # fmt: skip
-            metrics.events_dead_lettered.labels(decoded.reason.value).inc()
-            continue
-        source = f"{source_topic}:{partition}"
-        notification = None
-        if not isinstance(decoded, LiveStartedEvent):
-            notification = to_notification(decoded, _rules, now, source, offset)
-            # Dedupe, windows and the route's table lookups all live on the recipient's
-            # partition; a record a foreign partitioner put elsewhere is forwarded there.
-            owner = partition_of(notification.recipient_id, _settings.partitions)
-            if needs_rekey(owner, message.partition, rekeyed is not None):
-                await topics.events_rekeyed.send(
-                    key=notification.recipient_id.encode(),
-                    value=message.value,
-                    partition=owner,
-                    headers=rekey_headers(
-                        message.headers, Source(source_topic, partition, offset)
-                    ),
-                )
-                metrics.events_rekeyed.inc()
-                continue
-        if is_duplicate(seen_events.get(decoded.event_id), source, offset):
-            metrics.events_duplicate.labels(decoded.type).inc()
-            continue
-        seen_events[decoded.event_id] = seen_row(source, offset, now.timestamp())
-        metrics.inc(metrics.events_in, decoded.type)
-        if replay is not None and not replay.forwards:
-            continue  # state-only: the dedupe state is rebuilt, nothing goes onward
-        if notification is None:
-            assert isinstance(decoded, LiveStartedEvent)
-            # Audiences are resolved by the fan-out stage; park the broadcast for it.
-            await topics.broadcasts.send(key=decoded.audience.of.encode(), value=decoded)
-            continue
-        await topics.lanes[notification.lane].send(
-            key=notification.recipient_id.encode(), value=notification
+        await guard.guarded("ingest", topics.dlq_events, event.message, _one(event))
+
+
+async def _one(event: faust.EventT) -> None:
+    message = event.message
+    positions.observe(message.tp, message.offset)
+    now = datetime.now(UTC)
+    # A replayed record is processed as the original message at its original position
+    # (same dedupe entry, same window watermark, same ids); see logic/replay.py.
+    replay = replay_marker(message.headers)
+    # A re-keyed copy stands for the original record at its original position (see
+    # logic/rekey.py), as a replayed record does for the one it replays.
+    rekeyed = rekey_source(message.headers) if message.topic == _rekeyed_topic else None
+    if rekeyed is not None:
+        if rekeyed.topic not in _served_ingress:
+            return  # another lane group's ingress: that group handles it
+        source_topic, partition, offset = rekeyed.topic, rekeyed.partition, rekeyed.offset
+    else:
+        source_topic = message.topic
+        partition, offset = ingress_position(
+            replay, message.topic, message.partition, message.offset
         )
+    clock = EventClock(now, _settings.max_future_skew_s)
+    decoded = decode_event(message.value, _settings.max_event_bytes, clock)
+    if isinstance(decoded, Rejection):
+        if replay is not None and not replay.forwards:
+            return  # state-only sends nothing, not even a second dead letter
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s (%s)",
+            message.topic,
+            message.partition,
+            message.offset,
+            decoded.reason.value,
+            decoded.detail,
+        )
+        # Returns once the broker has it; until then the record's offset is held.
+        await deadletter.send(
+            topics.dlq_events, message, message.key, message.value,
+            dlq_headers(message, decoded, now),
+        )  # fmt: skip
+        metrics.events_dead_lettered.labels(decoded.reason.value).inc()
+        return
+    source = f"{source_topic}:{partition}"
+    notification = None
+    if not isinstance(decoded, LiveStartedEvent):
+        notification = to_notification(decoded, _rules, now, source, offset)
+        # Dedupe, windows and the route's table lookups all live on the recipient's
+        # partition; a record a foreign partitioner put elsewhere is forwarded there.
+        owner = partition_of(notification.recipient_id, _settings.partitions)
+        if needs_rekey(owner, message.partition, rekeyed is not None):
+            await topics.events_rekeyed.send(
+                key=notification.recipient_id.encode(),
+                value=message.value,
+                partition=owner,
+                headers=rekey_headers(message.headers, Source(source_topic, partition, offset)),
+            )
+            metrics.events_rekeyed.inc()
+            return
+    if is_duplicate(seen_events.get(decoded.event_id), source, offset):
+        metrics.events_duplicate.labels(decoded.type).inc()
+        return
+    seen_events[decoded.event_id] = seen_row(source, offset, now.timestamp())
+    metrics.inc(metrics.events_in, decoded.type)
+    if replay is not None and not replay.forwards:
+        return  # state-only: the dedupe state is rebuilt, nothing goes onward
+    if notification is None:
+        assert isinstance(decoded, LiveStartedEvent)
+        # Audiences are resolved by the fan-out stage; park the broadcast for it.
+        await topics.broadcasts.send(key=decoded.audience.of.encode(), value=decoded)
+        return
+    await topics.lanes[notification.lane].send(
+        key=notification.recipient_id.encode(), value=notification
+    )
 
 
 # One agent per ingress topic, so a backlog on one domain's topic is not queued in front

@@ -1,4 +1,6 @@
-"""Fitting a dead letter into what the producer and the dead-letter topic accept.
+"""Dead letters (`dlq.events`, `dlq.deliveries`): the one header set that says why a record
+failed and where it was read, beside its original bytes (the Kafka Connect DLQ convention),
+and fitting a dead letter into what the producer and the dead-letter topic accept.
 
 A dead letter carries the original key and bytes. A record can only be larger than that
 limit if an operator gave an ingress topic a larger max.message.bytes than Clarion's
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import datetime
 
 TRUNCATED = "clarion.dlq.truncated"
 ORIGINAL_BYTES = "clarion.dlq.original.bytes"
@@ -46,3 +49,50 @@ def fit(
 def smaller_budget(budget: int, size: int) -> int:
     """After the broker refused `size` bytes: the next budget to try (halving, floored)."""
     return max(MIN_BUDGET, min(budget, size) // 2)
+
+REASON = "clarion.dlq.reason"
+DETAIL = "clarion.dlq.detail"
+STAGE = "clarion.dlq.stage"
+SOURCE_TOPIC = "clarion.dlq.source.topic"
+SOURCE_PARTITION = "clarion.dlq.source.partition"
+SOURCE_OFFSET = "clarion.dlq.source.offset"
+AT = "clarion.dlq.at"
+# Header values are kept short: a detail is for a person reading the DLQ, not a dump.
+MAX_DETAIL_CHARS = 1000
+
+
+def dlq_headers(
+    reason: str,
+    detail: str,
+    source: tuple[str, int, int] | None,
+    now: datetime,
+    **extra: str,
+) -> dict[str, bytes]:
+    """Headers for a dead letter: reason, detail, source (topic, partition, offset) and time,
+    plus `extra` (e.g. stage, channel, provider, attempts) as `clarion.dlq.<name>`."""
+    headers = {REASON: reason.encode(), DETAIL: detail[:MAX_DETAIL_CHARS].encode()}
+    if source is not None:
+        topic, partition, offset = source
+        headers |= {
+            SOURCE_TOPIC: topic.encode(),
+            SOURCE_PARTITION: str(partition).encode(),
+            SOURCE_OFFSET: str(offset).encode(),
+        }
+    headers[AT] = now.isoformat().encode()
+    for name, value in extra.items():
+        headers[f"clarion.dlq.{name}"] = value.encode()
+    return headers
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line naming the exception, for the detail header and the log. Only the type and
+    the message: a traceback goes to the worker log, never onto a topic."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def parse_faults(spec: str) -> frozenset[tuple[str, bytes]]:
+    """CLARION_FAULT_INJECTION: `"route.critical=alice,ingest=bob"` ->
+    {("route.critical", b"alice"), ("ingest", b"bob")} (stages that raise on those keys)."""
+    pairs = (item.split("=", 1) for item in spec.split(",") if "=" in item)
+    return frozenset((stage.strip(), key.strip().encode()) for stage, key in pairs)

@@ -17,8 +17,8 @@ from typing import Any
 import faust
 from faust.types import Message
 
-from logic.dead_letters import describe_failure, dlq_headers
-from streams import metrics
+from logic.deadletter import describe_failure, dlq_headers, parse_faults
+from streams import deadletter, metrics
 
 log = logging.getLogger("clarion.guard")
 REASON_STAGE_ERROR = "stage_error"
@@ -27,12 +27,6 @@ REASON_UNDECODABLE = "undecodable_record"
 
 class InjectedFault(RuntimeError):
     """Raised by a stage for a record named in CLARION_FAULT_INJECTION (drills and tests)."""
-
-
-def parse_faults(spec: str) -> frozenset[tuple[str, bytes]]:
-    """`"route.critical=alice,ingest=bob"` -> {("route.critical", b"alice"), ("ingest", b"bob")}."""
-    pairs = (item.split("=", 1) for item in spec.split(",") if "=" in item)
-    return frozenset((stage.strip(), key.strip().encode()) for stage, key in pairs)
 
 
 _faults: frozenset[tuple[str, bytes]] = frozenset()
@@ -47,17 +41,15 @@ async def dead_letter_message(
     dlq: faust.TopicT, message: Message, reason: str, exc: BaseException, stage: str
 ) -> None:
     """The message's key and bytes untouched on `dlq`, with the reason in headers; returns
-    once the broker has it, so a commit after this never passes a record that is nowhere."""
-    detail = describe_failure(exc)
+    once the broker has it (streams/deadletter.py retries and holds the record until then)."""
     headers = dlq_headers(
         reason,
-        detail,
+        describe_failure(exc),
         (message.topic, message.partition, message.offset),
         datetime.now(UTC),
         stage=stage,
     )
-    fut = await dlq.send(key=message.key, value=message.value, headers=headers)
-    await fut
+    await deadletter.send(dlq, message, message.key, message.value, headers)
     metrics.events_dead_lettered.labels(reason).inc()
 
 

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from logic.dead_letters import MAX_DETAIL_CHARS, describe_failure, dlq_headers
-from streams.guard import parse_faults
+from logic.deadletter import MAX_DETAIL_CHARS, describe_failure, dlq_headers, parse_faults
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
