@@ -53,3 +53,21 @@ def test_a_position_taken_in_another_generation_is_ignored() -> None:
     assert p.get(TP) == 121 and len(p) == 1
     p.forget([("other", 0)])  # forgetting what is not there is fine
     assert len(p) == 1
+
+
+async def test_the_apps_revocation_signal_forgets_positions() -> None:
+    """agents/positions.py is connected to Faust's on_partitions_revoked: sent as Faust sends
+    it (after the agents finished their records), the revoked partitions' positions go."""
+    from faust.types import TP as FaustTP
+
+    from agents import positions
+    from streams.app import app
+
+    kept, revoked = FaustTP("events.social", 1), FaustTP("events.social", 2)
+    positions.observe(kept, 5)
+    positions.observe(revoked, 7)
+    await app.on_partitions_revoked.send({revoked})
+    generation = app.consumer_generation_id
+    assert positions._processed_next.next_offset(revoked, generation) is None
+    assert positions._processed_next.next_offset(kept, generation) == 6
+    positions.forget({kept})
