@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Reinstall whenever pyproject.toml changes.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint unit integration bench clean chromium kcat
+.PHONY: run test lint unit integration bench clean chromium kcat soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,22 @@ unit: chromium $(STAMP)
 
 integration: chromium kcat $(STAMP)
 	$(BIN)/pytest -m integration
+
+# The kill -9, outage and rebalance tests (pytest -m soak, listed in tests/integration/conftest.py)
+# SOAK_RUNS times in a row, each test beside one busy loop per core (CLARION_SOAK_HOG=1). Per
+# run: pass or fail and the figures the tests print; whole logs in var/soak/.
+SOAK_RUNS ?= 5
+SOAK_FIGURES := crash: lost|outage: |kill -9 mid-window:|three workers|like windows|came back|cpu hog:|[0-9]+ (passed|failed|skipped)
+soak: $(STAMP)  ## the crash/outage/rebalance tests SOAK_RUNS (5) times beside a CPU hog
+	@mkdir -p var/soak; passed=0; \
+	for i in $$(seq 1 $(SOAK_RUNS)); do \
+	  log=var/soak/run-$$i.log; \
+	  if CLARION_SOAK_HOG=1 $(BIN)/pytest -m soak tests/integration -s -p no:cacheprovider \
+	    >$$log 2>&1; then verdict=pass; passed=$$((passed + 1)); else verdict=FAIL; fi; \
+	  echo "soak run $$i/$(SOAK_RUNS): $$verdict (log: $$log)"; \
+	  grep -aE '$(SOAK_FIGURES)' $$log | sed 's/^/    /'; \
+	done; \
+	echo "soak: $$passed of $(SOAK_RUNS) runs passed"; test $$passed -eq $(SOAK_RUNS)
 
 bench: $(STAMP)  ## the benchmarks; figures go in benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.throughput

@@ -3,6 +3,10 @@ subprocesses isolated by their own topic prefix and app id."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +21,71 @@ from devenv.worker import WorkerProcess, worker_env
 TEST_SECRET = "integration-test-secret-0123456789abcdef"
 # The packaged rules with 3-5 s aggregation windows and limits no test reaches by accident.
 FAST_RULES = Path(__file__).parent / "rules_fast.toml"
+
+# `make soak`: these run with a busy loop on every core beside them (CLARION_SOAK_HOG=1).
+# Listed here, not marked in each module, so the set is seen in one place.
+SOAK_TESTS = (
+    "test_three_workers.py::test_kill_one_of_three_workers_and_add_a_fourth",
+    "test_three_workers.py::test_windows_flush_when_partitions_come_back_to_their_first_worker",
+    "test_delivery_crash.py::test_kill_9_with_100k_in_flight_loses_nothing",
+    "test_outage.py::test_everything_is_delivered_after_a_60s_outage_in_order_where_promised",
+    "test_aggregation.py::test_kill_9_mid_window_still_one_notification_with_the_full_count",
+)
+SOAK_HOG_ENV = "CLARION_SOAK_HOG"
+# A busy loop that ends by itself once its parent (pytest) is gone, even after a kill -9.
+_HOG = (
+    "import os\n"
+    "parent = os.getppid()\n"
+    "while os.getppid() == parent:\n"
+    "    for _ in range(2_000_000):\n"
+    "        pass\n"
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "soak: crash, outage and rebalance tests that `make soak` runs beside a CPU hog "
+        f"({SOAK_HOG_ENV}=1)",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.endswith(SOAK_TESTS):
+            item.add_marker(pytest.mark.soak)
+
+
+@pytest.fixture(autouse=True)
+def cpu_hog(request: pytest.FixtureRequest) -> Iterator[int]:
+    """With CLARION_SOAK_HOG=1, a soak test runs beside one busy-loop process per core, at
+    normal priority (an honest busy machine: the workers get no better share than the hog).
+    They are stopped in teardown, also when the test fails. Yields how many run."""
+    if os.environ.get(SOAK_HOG_ENV) != "1" or request.node.get_closest_marker("soak") is None:
+        yield 0
+        return
+    started = time.monotonic()
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", _HOG], stdin=subprocess.DEVNULL)
+        for _ in range(os.cpu_count() or 1)
+    ]
+    cpu_s = 0.0
+    try:
+        yield len(hogs)
+    finally:
+        for hog in hogs:
+            hog.kill()
+        for hog in hogs:
+            _, status, usage = os.wait4(hog.pid, 0)  # reaps it; its CPU time is a figure
+            hog.returncode = status
+            cpu_s += usage.ru_utime + usage.ru_stime
+        wall = time.monotonic() - started
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"cpu hog: {len(hogs)} busy loops took {cpu_s:.0f} CPU-s in {wall:.0f} s "
+                f"({cpu_s / wall / len(hogs):.0%} of their cores)"
+            )
 
 
 @pytest.fixture(scope="session")
