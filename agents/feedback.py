@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import faust
 
+from logic.deadletter import dlq_headers
 from logic.ownership import owns_laneless
 from schemas.common import Channel
 from schemas.control import FeedbackKind, ProviderFeedback
 from schemas.notifications import Receipt, ReceiptStatus
 from sinks.profile_updates import disable_channel, remove_address
-from streams import topics
+from streams import deadletter, topics
 from streams.app import app
 
 _STATUS = {
@@ -39,18 +40,17 @@ async def feedback(stream: faust.StreamT[ProviderFeedback]) -> None:
         if f.kind is FeedbackKind.COMPLAINED:
             await disable_channel(f.recipient_id, Channel.EMAIL, reason)
         if f.kind in (FeedbackKind.BOUNCED, FeedbackKind.FAILED):
-            await (
-                await topics.dlq_deliveries.send(
-                    key=key,
-                    value=event.message.value,
-                    headers={
-                        "clarion.dlq.reason": reason.encode(),
-                        "clarion.dlq.channel": f.channel.value.encode(),
-                        "clarion.dlq.provider": f.provider.encode(),
-                        "clarion.dlq.at": f.at.isoformat().encode(),
-                    },
-                )
+            m = event.message
+            headers = dlq_headers(
+                reason,
+                f"the provider reported {f.kind.value} after accepting the send",
+                (m.topic, m.partition, m.offset),
+                f.at,
+                channel=f.channel.value,
+                provider=f.provider,
+                delivery_id=f.delivery_id,
             )
+            await deadletter.send(topics.dlq_deliveries, m, key, m.value, headers)
         receipt = Receipt(
             notification_id=f.notification_id,
             recipient_id=f.recipient_id,

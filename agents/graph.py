@@ -16,7 +16,7 @@ from agents.ingest import dlq_headers
 from logic.fanout import BadEdgeKey, check_edge_key
 from logic.validation import Rejection, RejectReason
 from schemas.graph import FollowEdge
-from streams import topics
+from streams import deadletter, topics
 from streams.app import app
 from tables.state import followers
 
@@ -52,9 +52,8 @@ async def apply_follows(stream: faust.StreamT) -> None:
                 edge.reason.value,
                 edge.detail,
             )
-            await topics.dlq_events.send(
-                key=key, value=event.value, headers=dlq_headers(message, edge, datetime.now(UTC))
-            )
+            headers = dlq_headers(message, edge, datetime.now(UTC))
+            await deadletter.send(topics.dlq_events, message, key, event.value, headers)
             continue
         assert key is not None
         followed_at = edge.followed_at or datetime.fromtimestamp(message.timestamp, UTC)
