@@ -10,7 +10,6 @@ import math
 import re
 import time
 import uuid
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,7 +28,12 @@ from streams.catalog import (
 from tests.factories import event_dict
 from tests.integration.conftest import FAST_RULES, Pipeline, start_pipeline
 from tests.integration.kafka_io import collect, values
-from tests.integration.kcat import kcat_binary, kcat_produce, kcat_produce_many
+from tests.integration.kcat import (
+    kcat_binary,
+    kcat_produce,
+    kcat_produce_many,
+    librdkafka_partition,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +64,7 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def kcat_partition(key: str) -> int:
-    """librdkafka's consistent_random partitioner for a keyed record."""
-    return zlib.crc32(key.encode()) % PARTITIONS
+    return librdkafka_partition(key, PARTITIONS)
 
 
 def misplaced_users(prefix: str, n: int) -> list[str]:
