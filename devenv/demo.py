@@ -15,13 +15,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 
 from devenv.kafka import kafka_broker
 from devenv.sandbox import Sandbox
 from devenv.sandbox.env import provider_env
-from devenv.traffic import produce_traffic, seed_profiles, user_ids
+from devenv.traffic import (
+    SHOWCASE,
+    produce_traffic,
+    seed_profiles,
+    send_event,
+    showcase_events,
+    user_ids,
+)
 from devenv.worker import WorkerProcess, worker_env
 from logic.tokens import issue_token
 from streams.settings import get_settings
@@ -46,6 +53,13 @@ async def follow_inapp(base_url: str, token: str, user: str) -> None:
 
 DEMO_WINDOW_S = 5
 DEMO_CONFIRM_WITHIN_S = 8
+PROVIDERS = ("fcm", "apns", "sendgrid", "twilio", "webhook")
+# Every provider has a send this soon after the showcase events: critical ones go at once,
+# the comment's window closes within DEMO_WINDOW_S (plus a tick); the rest is margin for a
+# busy machine. `clarion demo` says so when it happens (and if it does not, which).
+CHANNELS_WITHIN_S = DEMO_WINDOW_S + 25
+# How long the demo waits for the worker's tables to hold the seeded profiles.
+PROFILES_WITHIN_S = 60
 
 
 def demo_rules(var: Path) -> Path:
@@ -62,6 +76,63 @@ def demo_rules(var: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+class ProfileWatch:
+    """Reads the preferences and contacts changelogs from their current end, so the demo
+    knows when the worker's tables hold the profiles it seeds: an event routed before its
+    recipient's contact points are in has nowhere to go."""
+
+    # Faust names a table's changelog "<app id>-<table>-changelog" (tables/state.py).
+    TABLES = ("preferences", "contacts")
+
+    def __init__(self, bootstrap: str, app_id: str, partitions: int) -> None:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.tps = [
+            TopicPartition(f"{app_id}-{table}-changelog", p)
+            for table in self.TABLES
+            for p in range(partitions)
+        ]
+
+    async def __aenter__(self) -> ProfileWatch:
+        await self.consumer.start()
+        self.consumer.assign(self.tps)
+        for tp, end in (await self.consumer.end_offsets(self.tps)).items():
+            self.consumer.seek(tp, end)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def wait(self, users: list[str], timeout_s: float) -> list[str]:
+        """Until every table has a record for every user; returns what is still missing."""
+        missing = {(table, u.encode()) for table in self.TABLES for u in users}
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while missing and asyncio.get_running_loop().time() < deadline:
+            batch = await self.consumer.getmany(timeout_ms=200)
+            for tp, records in batch.items():
+                table = tp.topic.rsplit("-", 2)[-2]
+                missing -= {(table, r.key) for r in records if r.key is not None}
+        return sorted(f"{table}/{key.decode()}" for table, key in missing)
+
+
+async def announce_channels(sandbox: Sandbox, started: float) -> None:
+    """Print when each provider gets its first send, then that all have (or, past
+    CHANNELS_WITHIN_S, which have not). Printed raw: the demo's test reads these lines."""
+    loop = asyncio.get_running_loop()
+    first: dict[str, float] = {}
+    late_said = False
+    while len(first) < len(PROVIDERS):
+        elapsed = loop.time() - started
+        for provider in sorted({s.provider for s in sandbox.sends()} - set(first)):
+            first[provider] = elapsed
+            print(f"first {provider} send {elapsed:.1f} s after the first events", flush=True)
+        if not late_said and elapsed > CHANNELS_WITHIN_S and len(first) < len(PROVIDERS):
+            late_said = True
+            missing = [p for p in PROVIDERS if p not in first]
+            print(f"no send within {CHANNELS_WITHIN_S} s for: {', '.join(missing)}", flush=True)
+        await asyncio.sleep(0.2)
+    print(f"every channel reached its provider within {max(first.values()):.1f} s", flush=True)
 
 
 async def report_sends(sandbox: Sandbox, every_s: float = 10.0) -> None:
@@ -122,11 +193,25 @@ async def run_demo(duration: float | None, rate: float) -> None:
             await producer.start()
             follower = asyncio.create_task(follow_inapp(worker.base_url, token, "alice"))
             reporter = asyncio.create_task(report_sends(sandbox))
+            announcer: asyncio.Task[None] | None = None
             try:
                 rng = random.Random()
-                await seed_profiles(
-                    producer, settings.topic_prefix, users, rng, sandbox.webhook_url("")
+                async with ProfileWatch(bootstrap, settings.app_id, settings.partitions) as w:
+                    await seed_profiles(
+                        producer, settings.topic_prefix, users, rng, sandbox.webhook_url("")
+                    )
+                    missing = await w.wait(users, PROFILES_WITHIN_S)
+                if missing:
+                    console.print(f"[yellow]profiles not in the tables yet:[/] {missing}")
+                console.print("First, one event for each channel:")
+                for kind, to, shows in SHOWCASE:
+                    console.print(f"  {kind} to {to}: {shows}")
+                announcer = asyncio.create_task(
+                    announce_channels(sandbox, asyncio.get_running_loop().time())
                 )
+                for event in showcase_events(rng):
+                    await send_event(producer, settings.topic_prefix, event)
+                await producer.flush()
                 sent = await produce_traffic(
                     producer, settings.topic_prefix, users, rate, duration, rng
                 )
@@ -134,9 +219,10 @@ async def run_demo(duration: float | None, rate: float) -> None:
             except (asyncio.CancelledError, KeyboardInterrupt):
                 console.print("stopping…")
             finally:
-                follower.cancel()
-                reporter.cancel()
-                await asyncio.gather(follower, reporter, return_exceptions=True)
+                tasks = [t for t in (follower, reporter, announcer) if t is not None]
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
                 counts = Counter(s.provider for s in sandbox.sends())
                 # Printed raw: rich would wrap it at the terminal's width.
                 print(f"providers accepted in all: {dict(sorted(counts.items()))}", flush=True)

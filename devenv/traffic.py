@@ -32,6 +32,22 @@ EVENT_MIX: list[tuple[str, float]] = [
 ]
 
 
+# The demo shows every channel in its first seconds, not by luck: it sends these events first
+# (showcase_events), to users whose device platform and preferences seed_profiles fixes.
+# Webhooks come only from comment windows, which also push; a user out of push tokens holds
+# the window up to the push refill (5 min), so the webhook user takes comments without push.
+FCM_USER, APNS_USER, SMS_USER, WEBHOOK_USER = "bob", "carol", "dave", "erin"
+SHOWCASE: list[tuple[str, str, str]] = [  # (event type, recipient, what it shows)
+    ("message", "alice", "in-app at once (alice's feed below)"),
+    ("payment", FCM_USER, "push via FCM, email via SendGrid"),
+    ("payment", APNS_USER, "push via APNs, email via SendGrid"),
+    ("security_alert", SMS_USER, "SMS via Twilio, then its escalation"),
+    ("comment", WEBHOOK_USER, "a signed webhook when its comment window closes"),
+]
+_PLATFORM = {FCM_USER: "fcm", APNS_USER: "apns"}
+_SHOWCASE_PREFS: dict[str, dict[str, Any]] = {WEBHOOK_USER: {"opt_out": {"comment": ["push"]}}}
+
+
 def user_ids(n: int) -> list[str]:
     return [NAMES[i] if i < len(NAMES) else f"user-{i}" for i in range(n)]
 
@@ -48,9 +64,12 @@ def preferences_for(user_id: str, rng: random.Random) -> dict[str, Any]:
 
 
 def contacts_for(
-    user_id: str, rng: random.Random, webhook_base: str = "https://hooks.example.com"
+    user_id: str,
+    rng: random.Random,
+    webhook_base: str = "https://hooks.example.com",
+    platform: str | None = None,
 ) -> dict[str, Any]:
-    platform = rng.choice(["fcm", "apns"])
+    platform = platform or rng.choice(["fcm", "apns"])
     # APNs device tokens are 64 hex digits; FCM registration tokens are opaque strings.
     token = uuid.uuid4().hex * 2 if platform == "apns" else f"fcm-{uuid.uuid4().hex}"
     return {
@@ -110,6 +129,20 @@ def make_event(kind: str, recipient: str, actor: str, rng: random.Random) -> dic
     return event
 
 
+def showcase_events(rng: random.Random) -> list[dict[str, Any]]:
+    """One event per line of SHOWCASE: together they reach every channel."""
+    return [
+        make_event(kind, to, "frank" if to != "frank" else "grace", rng) for kind, to, _ in SHOWCASE
+    ]
+
+
+async def send_event(producer: AIOKafkaProducer, prefix: str, event: dict[str, Any]) -> None:
+    """To its ingress topic, keyed by the recipient (the actor for a broadcast)."""
+    topic = prefix + INGRESS_FOR_TYPE[event["type"]]
+    key = (event.get("recipient_id") or event["actor_id"]).encode()
+    await producer.send(topic, json.dumps(event).encode(), key=key)
+
+
 def bad_payloads() -> list[bytes]:
     """Malformed input the demo mixes in, to show the dead-letter path."""
     return [
@@ -136,12 +169,10 @@ async def seed_profiles(
 ) -> None:
     for user in users:
         key = user.encode()
-        await producer.send(
-            prefix + PREFERENCES, json.dumps(preferences_for(user, rng)).encode(), key=key
-        )
-        await producer.send(
-            prefix + CONTACTS, json.dumps(contacts_for(user, rng, webhook_base)).encode(), key=key
-        )
+        prefs = preferences_for(user, rng) | _SHOWCASE_PREFS.get(user, {})
+        contact = contacts_for(user, rng, webhook_base, _PLATFORM.get(user))
+        await producer.send(prefix + PREFERENCES, json.dumps(prefs).encode(), key=key)
+        await producer.send(prefix + CONTACTS, json.dumps(contact).encode(), key=key)
     # A small follow graph, so `live_started` broadcasts fan out to someone.
     for actor in users:
         for fan in rng.sample([u for u in users if u != actor], k=len(users) // 2):
@@ -168,9 +199,7 @@ async def produce_traffic(
     for event in event_stream(users, rng):
         if duration is not None and time.monotonic() - started >= duration:
             break
-        topic = prefix + INGRESS_FOR_TYPE[event["type"]]
-        key = (event.get("recipient_id") or event["actor_id"]).encode()
-        await producer.send(topic, json.dumps(event).encode(), key=key)
+        await send_event(producer, prefix, event)
         sent += 1
         if bad_every and sent % bad_every == 0:
             await producer.send(prefix + "events.social", bad[(sent // bad_every) % len(bad)])
