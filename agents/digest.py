@@ -321,7 +321,7 @@ def _behind(lane: Lane, partition: int) -> list[str]:
             continue
         found.append(
             f"{tp.topic}[{tp.partition}] processed-next "
-            f"{positions._processed_next.get(tp)} committed "
+            f"{positions._processed_next.next_offset(tp, app.consumer_generation_id)} committed "
             f"{app.consumer._committed_offset.get(tp)} highwater "  # type: ignore[attr-defined]
             f"{app.consumer.highwater(tp)}"
         )
