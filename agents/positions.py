@@ -17,6 +17,7 @@ from faust.types import TP
 
 from logic.progress import ProcessedPositions, is_caught_up
 from streams.app import app
+from streams.consumer import committed_offset
 
 _processed_next: ProcessedPositions[TP] = ProcessedPositions()
 
@@ -45,7 +46,7 @@ def caught_up(tp: TP) -> bool:
         return False
     # Before the first record of this assignment, the committed offset is where the consumer
     # resumed: Faust keeps it on the consumer after seeking there on assignment.
-    committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+    committed = committed_offset(app.consumer, tp)
     position = _processed_next.next_offset(tp, app.consumer_generation_id)
     return is_caught_up(position, committed, highwater)
 

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from logic.lag import PartitionOffsets
 from streams import metrics
 from streams.app import app
+from streams.consumer import committed_offset
 
 log = logging.getLogger("clarion.metrics")
 
@@ -25,8 +26,7 @@ def _offsets() -> list[PartitionOffsets]:
                 tp.topic,
                 tp.partition,
                 consumer.highwater(tp),
-                # Faust keeps the last committed offset per partition (Kafka's "next to read").
-                consumer._committed_offset.get(tp),  # type: ignore[attr-defined]
+                committed_offset(consumer, tp),  # Kafka's "next to read"
             )
             for tp in consumer.assignment()
         ]

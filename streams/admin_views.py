@@ -48,6 +48,7 @@ from schemas.admin import (
 )
 from schemas.common import Id
 from streams.app import app
+from streams.consumer import committed_offset
 from tables import scan
 from tables.state import (
     buckets,
@@ -351,8 +352,7 @@ async def _local_lags(request: web.Request) -> dict[str, Any]:
         if tp.topic not in topics:
             continue
         highwater = consumer.highwater(tp)
-        # Faust's last committed offset per partition (Kafka's "next to read").
-        committed = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+        committed = committed_offset(consumer, tp)  # Kafka's "next to read"
         rows.append(
             {
                 "topic": tp.topic,

@@ -14,6 +14,7 @@ from faust.stores import rocksdb as _faust_rocksdb
 
 from streams.admin import cluster_id, ensure_topics
 from streams.catalog import TopicSpec, all_topics
+from streams.consumer import ClarionTransport
 from streams.datadir import DataDirMismatch, check_cluster, consistency_message
 from streams.settings import Settings, get_settings
 
@@ -66,6 +67,11 @@ class ClarionApp(faust.App):  # type: ignore[misc]
                 settings.broker_heartbeat_interval_s, settings.broker_session_timeout_s / 3
             ),
         )
+
+    def _new_transport(self) -> Any:
+        # Faust's consumer can commit past a record that was never processed (a rebalance's
+        # skipped records, holes before the first commit): Clarion's consumer refuses to.
+        return ClarionTransport(self.conf.broker_consumer, self)
 
     async def on_first_start(self) -> None:
         s = self.settings

@@ -1,0 +1,100 @@
+"""Clarion's Kafka consumer: Faust's aiokafka consumer whose commits never pass a record
+that was not processed (logic/commits.py says how Faust's own check lets them).
+
+Installed by ClarionApp (streams/app.py) through its transport. This module is the only
+reader of Faust's private offset bookkeeping (`_acked`, `_committed_offset`, ...): other
+modules ask `committed_offset()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+
+from faust.transport.consumer import ensure_TP
+from faust.transport.drivers import aiokafka as _driver
+from faust.types import TP, Message
+from faust.types.transports import ConsumerT
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
+
+from logic.commits import CommitFrontier
+
+
+class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
+    _frontier: CommitFrontier[TP]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._frontier = CommitFrontier()
+        super().__init__(*args, **kwargs)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        # Before Faust's handlers stop the flow: from here on, streams skip (and ack) what
+        # they pull, and agents finish in-flight records; none of that may be committed.
+        self._frontier.revoke(revoked)
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self._frontier.assign(assigned, generation_id)
+        for tp in assigned:  # acks Faust kept from an earlier assignment are void
+            self._acked.pop(tp, None)
+            self._acked_index.pop(tp, None)
+            self._gap.pop(tp, None)
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        offsets = await super().seek_to_committed()
+        for tp, offset in offsets.items():
+            self._frontier.seeked(ensure_TP(tp), offset)
+        return offsets  # type: ignore[no-any-return]
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._frontier.seeked(ensure_TP(partition), offset)
+
+    # Faust's signature, timeout included.
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        async for tp, message in super().getmany(timeout):
+            # Only topics whose offsets Faust commits (not table changelogs, which are
+            # compacted: their read-past offsets would pile up here, never committed).
+            if acks_enabled_for(message.topic):
+                self._frontier.read(tp, message.offset, message.generation_id)
+            yield tp, message
+
+    def ack(self, message: Message) -> bool:
+        flowing = bool(self.app.flow_control.is_active())
+        if self._frontier.accepts_ack(message.tp, message.generation_id, flowing):
+            return bool(super().ack(message))
+        # Not counted (skipped in a rebalance or at shutdown, or from an older assignment):
+        # the record will be read again. Marked done so waiting for streams to empty ends.
+        with ack_lock:
+            if message.acked:
+                return False
+            message.acked = True
+            self._unacked_messages.discard(message)
+        notify(self._waiting_for_ack)
+        return False
+
+    def _new_offset(self, tp: TP) -> int | None:
+        acked_index: set[int] = self._acked_index[tp]
+        self._gap.pop(tp, None)  # Faust's read gaps include the record after the gap
+        if not acked_index:
+            return None
+        offset = self._frontier.advance(tp, acked_index)
+        if offset is None:
+            return None
+        self._acked[tp] = sorted(o for o in acked_index if o >= offset)
+        self._acked_index[tp] = set(self._acked[tp])
+        return offset
+
+
+class ClarionTransport(_driver.Transport):  # type: ignore[misc]
+    Consumer: ClassVar[type[ConsumerT]] = ClarionConsumer
+
+
+def committed_offset(consumer: ConsumerT, tp: TP) -> int | None:
+    """The offset the consumer last committed for `tp`, or resumed from on assignment
+    (None before the group's first commit, or when `tp` is not assigned here)."""
+    committed: int | None = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+    return committed
