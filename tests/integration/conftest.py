@@ -30,6 +30,7 @@ SOAK_TESTS = (
     "test_delivery_crash.py::test_kill_9_with_100k_in_flight_loses_nothing",
     "test_outage.py::test_everything_is_delivered_after_a_60s_outage_in_order_where_promised",
     "test_aggregation.py::test_kill_9_mid_window_still_one_notification_with_the_full_count",
+    "test_failover.py::test_critical_lane_gap_after_kill_9_with_a_standby",
 )
 SOAK_HOG_ENV = "CLARION_SOAK_HOG"
 # A busy loop that ends by itself once its parent (pytest) is gone, even after a kill -9.
