@@ -17,6 +17,7 @@ import pytest
 from devenv.kafka import kafka_broker
 from devenv.sandbox import Sandbox
 from devenv.worker import WorkerProcess, worker_env
+from tests.integration.kafka_io import collect
 
 TEST_SECRET = "integration-test-secret-0123456789abcdef"
 # The packaged rules with 3-5 s aggregation windows and limits no test reaches by accident.
@@ -163,3 +164,16 @@ def sandbox() -> Iterator[Sandbox]:
 def uid() -> str:
     """A user id no other test uses."""
     return f"u-{uuid.uuid4().hex[:10]}"
+
+
+async def wait_for_changelog(p: Pipeline, table: str, key: str, timeout_s: float = 30) -> None:
+    """Block until the worker has applied an update of `key` to `table` (its changelog has the
+    key), so the next event is routed with it."""
+    got = await collect(
+        p.bootstrap,
+        [f"{p.app_id}-{table}-changelog"],
+        until=lambda kept: len(kept) >= 1,
+        keep=lambda r: r.key == key.encode(),
+        timeout_s=timeout_s,
+    )
+    assert got, f"{table} update for {key} never reached the table"

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.common import Channel, Lane
 from streams.catalog import CONTACTS, DLQ_EVENTS, PREFERENCES, RECEIPTS, delivery_topic
 from tests.factories import event_bytes, event_dict
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, wait_for_changelog
 from tests.integration.kafka_io import collect, produce, produce_json, values
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ async def receipts_for(p: Pipeline, uid: str, n: int, timeout_s: float = 30) -> 
 
 async def test_event_becomes_deliveries_with_receipts(pipeline: Pipeline, uid: str) -> None:
     await produce_json(pipeline.bootstrap, pipeline.topic(CONTACTS), contacts(uid), uid)
-    await _wait_for_changelog(pipeline, "contacts", uid)
+    await wait_for_changelog(pipeline, "contacts", uid)
     event = event_dict("payment", recipient_id=uid)
     await produce_json(pipeline.bootstrap, pipeline.topic("events.payments"), event, uid)
 
@@ -76,8 +76,8 @@ async def test_opted_out_channel_receives_nothing(pipeline: Pipeline, uid: str) 
     prefs = {"user_id": uid, "opt_out": {"like": ["push"]}}
     await produce_json(pipeline.bootstrap, pipeline.topic(PREFERENCES), prefs, uid)
     await produce_json(pipeline.bootstrap, pipeline.topic(CONTACTS), contacts(uid), uid)
-    await _wait_for_changelog(pipeline, "preferences", uid)
-    await _wait_for_changelog(pipeline, "contacts", uid)
+    await wait_for_changelog(pipeline, "preferences", uid)
+    await wait_for_changelog(pipeline, "contacts", uid)
     await produce(
         pipeline.bootstrap,
         pipeline.topic("events.social"),
@@ -98,7 +98,7 @@ async def test_opted_out_channel_receives_nothing(pipeline: Pipeline, uid: str) 
 
 async def test_preference_update_applies_to_the_next_event(pipeline: Pipeline, uid: str) -> None:
     await produce_json(pipeline.bootstrap, pipeline.topic(CONTACTS), contacts(uid), uid)
-    await _wait_for_changelog(pipeline, "contacts", uid)
+    await wait_for_changelog(pipeline, "contacts", uid)
     social = pipeline.topic("events.social")
     await produce(pipeline.bootstrap, social, [event_bytes("like", recipient_id=uid)], uid.encode())
     first = await deliveries_for(pipeline, uid, 2)
@@ -106,7 +106,7 @@ async def test_preference_update_applies_to_the_next_event(pipeline: Pipeline, u
 
     prefs = {"user_id": uid, "disabled_channels": ["push"]}
     await produce_json(pipeline.bootstrap, pipeline.topic(PREFERENCES), prefs, uid)
-    await _wait_for_changelog(pipeline, "preferences", uid)
+    await wait_for_changelog(pipeline, "preferences", uid)
     await produce(pipeline.bootstrap, social, [event_bytes("like", recipient_id=uid)], uid.encode())
 
     found = await deliveries_for(pipeline, uid, 3)
@@ -164,7 +164,7 @@ async def test_security_alert_without_location_is_delivered(pipeline: Pipeline, 
     await produce_json(
         pipeline.bootstrap, pipeline.topic(CONTACTS), contacts(uid) | {"phone": phone}, uid
     )
-    await _wait_for_changelog(pipeline, "contacts", uid)
+    await wait_for_changelog(pipeline, "contacts", uid)
     bare = event_dict("security_alert", recipient_id=uid)
     del bare["location"]
     located = event_dict("security_alert", recipient_id=uid, alert="password_changed")
@@ -234,19 +234,6 @@ async def test_same_event_id_twice_is_delivered_once(pipeline: Pipeline, uid: st
     await asyncio.sleep(1.0)
     found = await deliveries_for(pipeline, uid, 3, timeout_s=2)
     assert sorted(d["category"] for d in found) == ["follow", "like"]
-
-
-async def _wait_for_changelog(p: Pipeline, table: str, uid: str) -> None:
-    """Block until the worker has applied a profile update to its table (its changelog
-    has the key), so the next event is routed with it."""
-    got = await collect(
-        p.bootstrap,
-        [f"{p.app_id}-{table}-changelog"],
-        until=lambda kept: len(kept) >= 1,
-        keep=lambda r: r.key == uid.encode(),
-        timeout_s=30,
-    )
-    assert got, f"{table} update for {uid} never reached the table"
 
 
 async def test_a_2_mb_record_is_dead_lettered_whole_and_ingest_keeps_going(

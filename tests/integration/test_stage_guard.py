@@ -18,7 +18,7 @@ from streams.catalog import (
     lane_topic,
 )
 from tests.factories import event_dict
-from tests.integration.conftest import Pipeline, start_pipeline
+from tests.integration.conftest import Pipeline, start_pipeline, wait_for_changelog
 from tests.integration.kafka_io import collect, produce, produce_json, values
 
 pytestmark = pytest.mark.integration
@@ -115,7 +115,7 @@ async def test_records_that_make_stages_raise_are_dead_lettered_and_stages_go_on
     contact = {"user_id": uid, "devices": [{"token": f"fcm-{uid}", "platform": "fcm"}]}
     contact["email"] = f"{uid}@example.com"
     await produce_json(pipeline.bootstrap, pipeline.topic(CONTACTS), contact, uid)
-    await _wait_for_row(pipeline, "contacts", uid)
+    await wait_for_changelog(pipeline, "contacts", uid)
     payment = event_dict("payment", recipient_id=uid)
     await produce_json(pipeline.bootstrap, pipeline.topic("events.payments"), payment, uid)
     records = await collect(
@@ -126,14 +126,3 @@ async def test_records_that_make_stages_raise_are_dead_lettered_and_stages_go_on
         timeout_s=30,
     )
     assert sorted(d["channel"] for d in values(records)) == ["email", "in_app", "push"]
-
-
-async def _wait_for_row(p: Pipeline, table: str, uid: str) -> None:
-    got = await collect(
-        p.bootstrap,
-        [f"{p.app_id}-{table}-changelog"],
-        until=lambda kept: len(kept) >= 1,
-        keep=lambda r: r.key == uid.encode(),
-        timeout_s=30,
-    )
-    assert got, f"{table} update for {uid} never reached the table"
