@@ -130,7 +130,17 @@ class SendGridSender(GuardedSender):
         super().__init__(timeout_s)
         self.email_from = email_from
         self._client = sendgrid_client(base_url, api_key, timeout_s)
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sendgrid")
+        # The send timeout must bound the request, not its wait for a thread: counted from
+        # the submission, a backlog (the sink runs hundreds of sends at once) timed out
+        # requests already on the wire, and the retry sent the mail a second time. So a send
+        # starts its clock only once a thread is free. The pool has spare threads for those
+        # still held by a request that timed out (their socket timeout ends them).
+        self._free = asyncio.Semaphore(threads)
+        self._pool = ThreadPoolExecutor(max_workers=2 * threads, thread_name_prefix="sendgrid")
+
+    async def send(self, delivery: Delivery) -> SendResult:
+        async with self._free:
+            return await super().send(delivery)
 
     def _post(self, mail: Mail) -> SendResult:
         # Runs on the pool: everything that can block or raise stays in here.

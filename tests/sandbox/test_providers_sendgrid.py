@@ -118,6 +118,26 @@ async def test_hanging_sendgrid_is_a_transient_timeout(sb: Sandbox, cfg: Provide
     assert time.monotonic() - start < HANG_TIMEOUT_S + 1
 
 
+async def test_a_backlog_behind_the_threads_does_not_time_out_mails_on_the_wire(
+    sb: Sandbox, cfg: ProviderSettings
+) -> None:
+    # 12 sends at once on 2 threads, 0.4 s each: the last start ~2 s after submission, past
+    # the 1 s timeout. Counted from the submission, those were abandoned mid-request (the
+    # sandbox still queued them) and reported as timeouts, so a retry mailed them twice.
+    sender = make(cfg, timeout_s=1.0, threads=2)
+    sb.inject("sendgrid", latency_ms=400)
+    try:
+        results = await asyncio.gather(
+            *(sender.send(mail(delivery_id=f"dlv-{i}")) for i in range(12))
+        )
+    finally:
+        await sender.aclose()
+    assert [r.reason for r in results if r.outcome is not Outcome.SENT] == []
+    assert sorted(r.delivery_id or "" for r in sb.sends("sendgrid")) == sorted(
+        f"dlv-{i}" for i in range(12)
+    )
+
+
 class EventReceiver:
     """A tiny aiohttp app standing in for Clarion's Event Webhook endpoint."""
 
