@@ -29,6 +29,7 @@ SOAK_TESTS = (
     "test_three_workers.py::test_kill_one_of_three_workers_and_add_a_fourth",
     "test_three_workers.py::test_windows_flush_when_partitions_come_back_to_their_first_worker",
     "test_delivery_crash.py::test_kill_9_with_100k_in_flight_loses_nothing",
+    "test_delivery_crash.py::test_kill_9_one_of_two_workers_only_sends_in_flight_go_out_twice",
     "test_outage.py::test_everything_is_delivered_after_a_60s_outage_in_order_where_promised",
     "test_aggregation.py::test_kill_9_mid_window_still_one_notification_with_the_full_count",
     "test_failover.py::test_critical_lane_gap_after_kill_9_with_a_standby",
