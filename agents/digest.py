@@ -49,6 +49,7 @@ from schemas.digests import DigestWindow
 from schemas.notifications import Notification
 from streams import metrics, topics
 from streams.app import app
+from streams.consumer import committed_offset
 from streams.catalog import EVENTS_REKEYED, INGRESS, lane_topic
 from tables.state import digests
 
@@ -322,7 +323,7 @@ def _behind(lane: Lane, partition: int) -> list[str]:
         found.append(
             f"{tp.topic}[{tp.partition}] processed-next "
             f"{positions._processed_next.next_offset(tp, app.consumer_generation_id)} committed "
-            f"{app.consumer._committed_offset.get(tp)} highwater "  # type: ignore[attr-defined]
+            f"{committed_offset(app.consumer, tp)} highwater "
             f"{app.consumer.highwater(tp)}"
         )
     return found
