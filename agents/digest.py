@@ -49,8 +49,8 @@ from schemas.digests import DigestWindow
 from schemas.notifications import Notification
 from streams import metrics, topics
 from streams.app import app
-from streams.consumer import committed_offset
 from streams.catalog import EVENTS_REKEYED, INGRESS, lane_topic
+from streams.consumer import committed_offset
 from tables.state import digests
 
 log = logging.getLogger("clarion.digest")
