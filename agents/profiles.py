@@ -41,9 +41,9 @@ def _apply_one(key: bytes, raw: bytes | None, what: str) -> str | None:
         value = codec.loads(raw)
     except (ValidationError, ValueError) as exc:
         # Never the raw message: pydantic quotes the rejected email/phone/token in it.
-        return f"invalid {what}: {describe_invalid(exc)}"
+        return f"invalid {what} for {key!r}: {describe_invalid(exc)}"
     if value.user_id.encode() != key:
-        return f"{what} key does not match its user_id"
+        return f"{what} key {key!r} does not match its user_id"
     table[key] = value
     return None
 
@@ -57,7 +57,8 @@ async def _one(event: faust.EventT, what: str) -> None:
     message = event.message
     key: bytes | None = event.key
     if not key:
-        log.warning("%s record without a key at offset %d: skipped", what, message.offset)
+        # Compacted topics refuse keyless records, so this is only a safety net.
+        await _settle(message, f"{what} record without a key (the user id)", what)
         return
     owner = partition_of(key.decode(errors="replace"), _settings.partitions)
     if needs_rekey(owner, message.partition, already_rekeyed=False):
@@ -80,12 +81,11 @@ async def _settle(message: faust.types.Message, rejected: str | None, what: str)
     if rejected is None:
         return
     log.warning(
-        "%s record at %s[%d]@%d rejected: %s",
-        what,
+        "%s (%s[%d]@%d); dead-lettered, the table keeps the previous value",
+        rejected,
         message.topic,
         message.partition,
         message.offset,
-        rejected,
     )
     await guard.dead_letter_message(
         topics.dlq_events,
