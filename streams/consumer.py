@@ -44,6 +44,15 @@ class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         offsets = await super().seek_to_committed()
+        # aiokafka seeks only partitions with a committed offset > 0; one with none keeps its
+        # fetch position, past any record a stream skipped (and this consumer refused to
+        # count) during the rebalance, which would then never be read again. Nothing
+        # committed means nothing is known processed: read it from the start (the
+        # auto_offset_reset=earliest the app asks for). Changelogs are left to recovery.
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        never = [tp for tp, offset in offsets.items() if not offset and acks_enabled_for(tp.topic)]
+        if never:
+            await self._thread.seek_to_beginning(*never)
         for tp, offset in offsets.items():
             self._frontier.seeked(ensure_TP(tp), offset)
         return offsets  # type: ignore[no-any-return]
