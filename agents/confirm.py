@@ -11,7 +11,7 @@ whose inbox holds the item (it serves the item's lane). An id in no inbox gets i
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
@@ -20,39 +20,43 @@ from logic.inbox import mark
 from logic.ownership import owns_lane, serves_every_lane
 from schemas.control import ClientAction, Confirmation
 from schemas.notifications import Receipt, ReceiptStatus
-from streams import topics
-from streams.app import app
-from tables.state import confirmed, inbox
+
+if TYPE_CHECKING:
+    from streams.app import ClarionApp
+    from streams.context import StageContext
 
 
-@app.agent(topics.confirmations, name="confirm", concurrency=1)
-async def confirm(stream: faust.StreamT[Confirmation]) -> None:
-    served = app.settings.served_lanes
-    async for c in stream:
-        key = c.recipient_id.encode()
-        ids = set(c.notification_ids)
-        read = c.action is ClientAction.READ
-        items = inbox.get(key) or []
-        by_id = {item.notification_id: item for item in items}
-        # No await between the read and the write: the in-app sink (another agent) writes
-        # the same row, and asyncio only switches tasks at an await.
-        inbox[key] = mark(items, ids, read=read)
-        if read:
-            for nid in ids:
-                confirmed[confirmed_key(c.recipient_id, nid)] = time.time()
-        futures: list[Any] = []
-        for nid in sorted(ids):
-            item = by_id.get(nid)
-            if not (owns_lane(served, item.lane) if item else serves_every_lane(served)):
-                continue  # another group's receipt to write
-            receipt = Receipt(
-                notification_id=nid,
-                recipient_id=c.recipient_id,
-                lane=item.lane if item else None,
-                status=ReceiptStatus.READ if read else ReceiptStatus.SEEN,
-                at=c.at,
-                reason=None if item else "not_in_inbox",
-            )
-            futures.append(await topics.receipts.send(key=key, value=receipt))
-        for future in futures:
-            await future
+def install(app: ClarionApp, ctx: StageContext) -> None:
+    topics, inbox, confirmed = ctx.topics, ctx.tables.inbox, ctx.tables.confirmed
+
+    @app.agent(topics.confirmations, name="confirm", concurrency=1)
+    async def confirm(stream: faust.StreamT[Confirmation]) -> None:
+        served = app.settings.served_lanes
+        async for c in stream:
+            key = c.recipient_id.encode()
+            ids = set(c.notification_ids)
+            read = c.action is ClientAction.READ
+            items = inbox.get(key) or []
+            by_id = {item.notification_id: item for item in items}
+            # No await between the read and the write: the in-app sink (another agent) writes
+            # the same row, and asyncio only switches tasks at an await.
+            inbox[key] = mark(items, ids, read=read)
+            if read:
+                for nid in ids:
+                    confirmed[confirmed_key(c.recipient_id, nid)] = time.time()
+            futures: list[Any] = []
+            for nid in sorted(ids):
+                item = by_id.get(nid)
+                if not (owns_lane(served, item.lane) if item else serves_every_lane(served)):
+                    continue  # another group's receipt to write
+                receipt = Receipt(
+                    notification_id=nid,
+                    recipient_id=c.recipient_id,
+                    lane=item.lane if item else None,
+                    status=ReceiptStatus.READ if read else ReceiptStatus.SEEN,
+                    at=c.at,
+                    reason=None if item else "not_in_inbox",
+                )
+                futures.append(await topics.receipts.send(key=key, value=receipt))
+            for future in futures:
+                await future

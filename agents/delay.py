@@ -13,7 +13,6 @@ from typing import Any
 import faust
 
 from sinks.ackwindow import AckWindow
-from streams.app import app
 
 
 async def run_when_due(
@@ -21,11 +20,14 @@ async def run_when_due(
     due: Callable[[Any], datetime],
     handle: Callable[[Any], Awaitable[None]],
     owned: Callable[[Any], bool] = lambda _record: True,
+    *,
+    queue_limit: int,
 ) -> None:
     """`owned`: whether this worker's group acts on the record (logic/ownership.py); one it
-    does not own is acked in its turn without waiting for its time."""
+    does not own is acked in its turn without waiting for its time. `queue_limit`: how many
+    records wait at once (CLARION_DELAY_QUEUE_LIMIT)."""
     window: AckWindow[faust.EventT] = AckWindow(
-        app.settings.delay_queue_limit,
+        queue_limit,
         ack=lambda event: event.ack(),
         partition_of=lambda event: event.message.tp,
     )

@@ -35,26 +35,29 @@ import logging
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.types import TP
 
-from agents import emit, positions
+from agents import emit
+from agents.positions import Positions
 from logic import windows
 from logic.lanes import quiet_end
 from logic.partitioning import partition_of
 from schemas.common import Lane
 from schemas.digests import DigestWindow
 from schemas.notifications import Notification
-from streams import metrics, topics
-from streams.app import app
+from streams import metrics
 from streams.catalog import EVENTS_REKEYED, INGRESS, lane_topic
 from streams.consumer import committed_offset
-from tables.state import digests
+
+if TYPE_CHECKING:
+    from streams.context import StageContext
+    from streams.settings import Settings
+    from streams.topics import Topics
 
 log = logging.getLogger("clarion.digest")
-_settings = app.settings
 DIGEST_LANES = (Lane.HIGH, Lane.SOCIAL, Lane.BULK)
 _PROGRESS_PREFIX = b"\x00progress\x1f"
 _ACK_TIMEOUT_S = 10.0
@@ -68,7 +71,16 @@ class WindowIndex:
     the applied-offset and closed-until watermarks, stream time and progress per lane
     partition. Rebuilt from the table whenever the assignment changes."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        topics: Topics,
+        digests: faust.Table,
+        positions: Positions,
+    ) -> None:
+        self.app, self.settings, self.topics = app, settings, topics
+        self.digests, self.positions = digests, positions
         self.heaps: dict[LaneP, list[tuple[float, bytes]]] = defaultdict(list)
         # per lane partition: ingress "topic:partition" -> highest offset folded in
         self.applied: dict[LaneP, dict[str, int]] = defaultdict(dict)
@@ -81,8 +93,9 @@ class WindowIndex:
         self.flushing: dict[bytes, asyncio.Future[None]] = {}
 
     def assigned(self) -> frozenset[int]:
-        name = topics.ticks.get_topic_name()
-        return frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name)
+        name = self.topics.ticks.get_topic_name()
+        actives = self.app.assignor.assigned_actives()
+        return frozenset(tp.partition for tp in actives if tp.topic == name)
 
     def ensure_current(self) -> None:
         if not self.stale:
@@ -106,7 +119,7 @@ class WindowIndex:
         self.closed_until.clear()
         self.keep_stream_time(assigned)
         windows_seen = 0
-        for key, value in digests.items():
+        for key, value in self.digests.items():
             if key.startswith(_PROGRESS_PREFIX):
                 p = int(key[len(_PROGRESS_PREFIX) :])
                 for lane_name, progress in value.items():
@@ -117,7 +130,7 @@ class WindowIndex:
                     )
                 continue
             w = DigestWindow.model_validate(value)
-            lp = (w.lane, partition_of(w.recipient_id, _settings.partitions))
+            lp = (w.lane, partition_of(w.recipient_id, self.settings.partitions))
             heapq.heappush(self.heaps[lp], (w.deadline, key))
             self._merge(lp, w.sources)
             windows_seen += 1
@@ -134,14 +147,14 @@ class WindowIndex:
     def observe(self, lane: Lane, tp: TP, offset: int, timestamp: float) -> None:
         """Every lane record processed moves stream time and the processed position."""
         lp = (lane, tp.partition)
-        positions.observe(tp, offset)
+        self.positions.observe(tp, offset)
         self.stream_time[lp] = max(self.stream_time.get(lp, 0.0), timestamp)
 
     def cutoff(self, lane: Lane, partition: int, now: float) -> float:
         """Windows with a deadline at or before this may flush: the wall clock once nothing
         older can still arrive (the lane partition and the ingress partitions feeding it
         are caught up), else stream time."""
-        if all(positions.caught_up(tp) for tp in self.feeding(lane, partition)):
+        if all(self.positions.caught_up(tp) for tp in self.feeding(lane, partition)):
             return now
         return self.stream_time.get((lane, partition), 0.0)
 
@@ -150,96 +163,99 @@ class WindowIndex:
         partition's windows."""
         # Ingress partition p feeds lane partition p (records a foreign partitioner put
         # elsewhere reach p through events.rekeyed p, so that partition feeds it too).
-        feeding = [TP(_settings.topic(name), partition) for name in (*INGRESS, EVENTS_REKEYED)]
-        feeding = [tp for tp in feeding if positions.owned(tp)]
-        feeding.append(TP(_settings.topic(lane_topic(lane)), partition))
+        topic = self.settings.topic
+        feeding = [TP(topic(name), partition) for name in (*INGRESS, EVENTS_REKEYED)]
+        feeding = [tp for tp in feeding if self.positions.owned(tp)]
+        feeding.append(TP(topic(lane_topic(lane)), partition))
         return feeding
 
+    def mark_stale(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        self.stale = True
 
-index = WindowIndex()
-
-
-def _mark_stale(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    index.stale = True
-
-
-def _on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    index.stale = True
-    index.keep_stream_time(index.assigned())
+    def on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        self.stale = True
+        self.keep_stream_time(self.assigned())
 
 
-app.on_partitions_revoked.connect(_mark_stale)
-app.on_partitions_assigned.connect(_on_assigned)
-
-
-def _load(key: bytes) -> DigestWindow | None:
-    value = digests.get(key)
+def _load(ctx: StageContext, key: bytes) -> DigestWindow | None:
+    value = ctx.tables.digests.get(key)
     return None if value is None else DigestWindow.model_validate(value)
 
 
-def _store(key: bytes, w: DigestWindow, partition: int) -> None:
+def _store(ctx: StageContext, key: bytes, w: DigestWindow, partition: int) -> None:
+    index, digests = ctx.windows, ctx.tables.digests
     digests[key] = w.model_dump(mode="json")
     heapq.heappush(index.heaps[(w.lane, partition)], (w.deadline, key))
 
 
 async def gather(
-    n: Notification, window_s: float, hold_until: float | None, message: Any, ts: float
+    ctx: StageContext,
+    n: Notification,
+    window_s: float,
+    hold_until: float | None,
+    message: Any,
+    ts: float,
 ) -> None:
     """Fold a lane notification into its window (opening one if needed); `ts` places it."""
+    index, rules = ctx.windows, ctx.rules
     partition = message.partition
     lp = (n.lane, partition)
     if windows.already_counted(index.applied[lp], n):
         return  # a replayed copy: the restored window (or one already sent) has it
-    rule = emit.rules.for_category(n.category)
+    rule = rules.for_category(n.category)
     group = windows.group_key(n, rule)
     key = windows.window_key(n.recipient_id, group).encode()
     if key in index.flushing:  # a tick is sending this window: join the next one
         await index.flushing[key]
-    w = _load(key)
+    w = _load(ctx, key)
     if w is not None and not windows.belongs_to(w, ts):
         # Its tick has not come yet, but stream time says the window is over.
-        await flush(key, w, partition, time.time())
-        w = _load(key)  # still there if it was held (quiet hours, rate limit)
+        await flush(ctx, key, w, partition, time.time())
+        w = _load(ctx, key)  # still there if it was held (quiet hours, rate limit)
     if w is None:
         w = windows.open_window(n, group, ts, window_s, index.closed_until.get(lp, 0.0), hold_until)
     else:
-        w = windows.add_to_window(w, n, emit.rules.max_actors, hold_until)
-    _store(key, w, partition)
+        w = windows.add_to_window(w, n, rules.max_actors, hold_until)
+    _store(ctx, key, w, partition)
     index._merge(lp, w.sources)
     metrics.inc(metrics.digest_gathered, n.lane.value)
 
 
-async def flush(key: bytes, w: DigestWindow, partition: int, now: float) -> bool:
+async def flush(ctx: StageContext, key: bytes, w: DigestWindow, partition: int, now: float) -> bool:
     """Send the window as one notification, or move its deadline if it must wait.
     Returns whether it went out (or was dropped)."""
+    index = ctx.windows
     if key in index.flushing:
         await index.flushing[key]
         return False
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     index.flushing[key] = done
     try:
-        return await _flush(key, w, partition, now)
+        return await _flush(ctx, key, w, partition, now)
     finally:
         del index.flushing[key]
         done.set_result(None)
 
 
-async def _flush(key: bytes, w: DigestWindow, partition: int, now: float) -> bool:
-    prefs, contact = emit.profile(w.recipient_id)
+async def _flush(
+    ctx: StageContext, key: bytes, w: DigestWindow, partition: int, now: float
+) -> bool:
+    index, digests = ctx.windows, ctx.tables.digests
+    prefs, contact = emit.profile(ctx, w.recipient_id)
     held = quiet_end(prefs, datetime.fromtimestamp(now, UTC))
     if held is not None:  # quiet hours began after the window opened
-        _store(key, w.model_copy(update={"deadline": held}), partition)
+        _store(ctx, key, w.model_copy(update={"deadline": held}), partition)
         return False
     n = windows.to_notification(w)
-    plan = emit.plan(n, prefs, contact, now)
+    plan = emit.plan(ctx, n, prefs, contact, now)
     if w.lane is not Lane.BULK:
         # Over the limit, social (and held high) folds into the user's next digest: keep
         # gathering until every limited channel has a token again.
-        wait = emit.seconds_until_tokens(plan, n, prefs, now)
+        wait = emit.seconds_until_tokens(ctx, plan, n, prefs, now)
         if wait > 0:
-            _store(key, w.model_copy(update={"deadline": now + wait}), partition)
+            _store(ctx, key, w.model_copy(update={"deadline": now + wait}), partition)
             return False
-    futures = await emit.emit(plan, n, prefs, now, limited=True)
+    futures = await emit.emit(ctx, plan, n, prefs, now, limited=True)
     # The broker must have the deliveries before the window row is gone. If it does not
     # answer in time (or the worker is stopping and its producer with it), keep the row:
     # the window goes out again later under the same id, which the sinks skip.
@@ -254,13 +270,14 @@ async def _flush(key: bytes, w: DigestWindow, partition: int, now: float) -> boo
     # window under the same id with a partial count.)
     lp = (w.lane, partition)
     index.closed_until[lp] = max(index.closed_until.get(lp, 0.0), w.window_end)
-    _save_progress(partition, (w.lane,))
+    _save_progress(ctx, partition, (w.lane,))
     del digests[key]
     metrics.digest_window_flushed(w.lane, w.count)
     return True
 
 
-def _save_progress(partition: int, lanes: tuple[Lane, ...]) -> None:
+def _save_progress(ctx: StageContext, partition: int, lanes: tuple[Lane, ...]) -> None:
+    index, digests = ctx.windows, ctx.tables.digests
     row = _PROGRESS_PREFIX + str(partition).encode()
     progress = {
         lane.value: {
@@ -272,7 +289,8 @@ def _save_progress(partition: int, lanes: tuple[Lane, ...]) -> None:
     digests[row] = (digests.get(row) or {}) | progress
 
 
-async def flush_due(partition: int, now: float) -> int:
+async def flush_due(ctx: StageContext, partition: int, now: float) -> int:
+    index = ctx.windows
     flushed = 0
     for lane in DIGEST_LANES:
         lp = (lane, partition)
@@ -284,20 +302,23 @@ async def flush_due(partition: int, now: float) -> int:
         flushed_here = 0
         while heap and heap[0][0] <= cutoff:
             deadline, key = heapq.heappop(heap)
-            w = _load(key)
+            w = _load(ctx, key)
             if w is None or w.deadline != deadline:
                 continue  # already flushed, or a later heap entry stands for it
-            flushed_here += await flush(key, w, partition, now)
+            flushed_here += await flush(ctx, key, w, partition, now)
         flushed += flushed_here
         if heap and heap[0][0] < now - _OVERDUE_S:
-            _report_overdue(lane, partition, cutoff, now)
+            _report_overdue(ctx, lane, partition, cutoff, now)
     return flushed
 
 
-def _report_overdue(lane: Lane, partition: int, cutoff: float, now: float) -> None:
+def _report_overdue(
+    ctx: StageContext, lane: Lane, partition: int, cutoff: float, now: float
+) -> None:
     """Say why windows are overdue: the cutoff (and which partition keeps it at stream
     time), so an operator, or a test that waited in vain, can tell a late window from a
     lost one. At most once per _OVERDUE_S per lane partition."""
+    index = ctx.windows
     lp = (lane, partition)
     if now - index.overdue_logged.get(lp, 0.0) < _OVERDUE_S:
         return
@@ -309,13 +330,14 @@ def _report_overdue(lane: Lane, partition: int, cutoff: float, now: float) -> No
         "(oldest %.3f, %.0f s ago); cutoff %.3f (%s); stream time %.3f; not caught up: %s",
         lane.value, partition, overdue, _OVERDUE_S, heap[0][0], now - heap[0][0], cutoff,
         "wall clock" if cutoff == now else "stream time",
-        index.stream_time.get(lp, 0.0), ", ".join(_behind(lane, partition)) or "none",
+        index.stream_time.get(lp, 0.0), ", ".join(_behind(ctx, lane, partition)) or "none",
     )  # fmt: skip
 
 
-def _behind(lane: Lane, partition: int) -> list[str]:
+def _behind(ctx: StageContext, lane: Lane, partition: int) -> list[str]:
     """The partitions feeding the lane partition that are not caught up, with processed
     position, committed offset and highwater."""
+    app, index, positions = ctx.app, ctx.windows, ctx.positions
     found = []
     for tp in index.feeding(lane, partition):
         if positions.caught_up(tp):
@@ -329,23 +351,26 @@ def _behind(lane: Lane, partition: int) -> list[str]:
     return found
 
 
-async def send_ticks() -> None:
-    now = time.time()
-    for partition in index.assigned():
-        await topics.ticks.send(value=now, partition=partition)
+def install(app: faust.App, ctx: StageContext) -> None:
+    index, topics, _settings = ctx.windows, ctx.topics, ctx.settings
+    app.on_partitions_revoked.connect(index.mark_stale)
+    app.on_partitions_assigned.connect(index.on_assigned)
 
+    async def send_ticks() -> None:
+        now = time.time()
+        for partition in index.assigned():
+            await topics.ticks.send(value=now, partition=partition)
 
-async def on_tick(stream: faust.StreamT[float]) -> None:
-    async for event in stream.events():
-        if app.should_stop:  # shutting down: the next owner flushes
-            continue
-        index.ensure_current()
-        flushed = await flush_due(event.message.partition, time.time())
-        if flushed:
-            log.debug("flushed %d windows in partition %d", flushed, event.message.partition)
+    async def on_tick(stream: faust.StreamT[float]) -> None:
+        async for event in stream.events():
+            if app.should_stop:  # shutting down: the next owner flushes
+                continue
+            index.ensure_current()
+            flushed = await flush_due(ctx, event.message.partition, time.time())
+            if flushed:
+                log.debug("flushed %d windows in partition %d", flushed, event.message.partition)
 
-
-# Only a worker that serves a lane with windows ticks (a critical-only worker has none).
-if _settings.served_lanes & set(DIGEST_LANES):
-    app.timer(interval=_settings.tick_interval_s)(send_ticks)
-    app.agent(topics.ticks, name="digest.ticks", concurrency=1)(on_tick)
+    # Only a worker that serves a lane with windows ticks (a critical-only worker has none).
+    if _settings.served_lanes & set(DIGEST_LANES):
+        app.timer(interval=_settings.tick_interval_s, name=f"{__name__}.send_ticks")(send_ticks)
+        app.agent(topics.ticks, name="digest.ticks", concurrency=1)(on_tick)

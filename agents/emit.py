@@ -7,40 +7,44 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logic.buckets import BucketLimit, BucketState, from_json, to_json
 from logic.escalation import split_for_escalation
 from logic.presence import prefer_in_app
-from logic.render import default_renderer
 from logic.routing import RoutePlan, notification_receipt, plan_deliveries
-from logic.rules import load_rules
 from logic.throttle import Throttle, limit_for, take_tokens, wait_needed
 from schemas.common import Channel, Lane
 from schemas.control import EscalationStep
 from schemas.notifications import Delivery, Notification, ReceiptStatus
 from schemas.users import ContactPoints, Preferences
 from sinks import presence, receipts
-from streams import metrics, topics
-from streams.app import app
-from tables.state import buckets, contacts, preferences
+from streams import metrics
 
-rules = load_rules(app.settings.rules_path)
-renderer = default_renderer()
+if TYPE_CHECKING:
+    from streams.context import StageContext
 
 
-def profile(recipient_id: str) -> tuple[Preferences | None, ContactPoints | None]:
+def profile(
+    ctx: StageContext, recipient_id: str
+) -> tuple[Preferences | None, ContactPoints | None]:
     """The recipient's tables, read from the partition being processed (co-partitioned)."""
+    preferences, contacts = ctx.tables.preferences, ctx.tables.contacts
     key = recipient_id.encode()
     return preferences.get(key), contacts.get(key)
 
 
 def plan(
-    n: Notification, prefs: Preferences | None, contact: ContactPoints | None, now: float
+    ctx: StageContext,
+    n: Notification,
+    prefs: Preferences | None,
+    contact: ContactPoints | None,
+    now: float,
 ) -> RoutePlan:
+    rules, renderer = ctx.rules, ctx.renderer
     p = plan_deliveries(n, prefs, contact, rules, renderer, datetime.fromtimestamp(now, UTC))
     # Hybrid push/pull: connected to a gateway → in-app now, no push (logic/presence.py).
-    online = bool(presence.gateways_of(n.recipient_id, presence.record_time(now)))
+    online = bool(presence.gateways_of(ctx, n.recipient_id, presence.record_time(now)))
     required = rules.for_category(n.category).required
     return prefer_in_app(p, online=online, lane=n.lane, required=required)
 
@@ -50,9 +54,10 @@ def _bucket_key(recipient_id: str, channel: Channel) -> bytes:
 
 
 def _buckets(
-    p: RoutePlan, n: Notification, prefs: Preferences | None
+    ctx: StageContext, p: RoutePlan, n: Notification, prefs: Preferences | None
 ) -> tuple[set[Channel], dict[Channel, BucketLimit | None], dict[Channel, BucketState | None]]:
     """The plan's channels, their limits, and the bucket state of each limited one."""
+    rules, buckets = ctx.rules, ctx.tables.buckets
     channels = {d.channel for d in p.deliveries}
     limits = {ch: limit_for(rules, n.category, ch, prefs) for ch in channels}
     states = {
@@ -64,28 +69,38 @@ def _buckets(
 
 
 def seconds_until_tokens(
-    p: RoutePlan, n: Notification, prefs: Preferences | None, now: float
+    ctx: StageContext, p: RoutePlan, n: Notification, prefs: Preferences | None, now: float
 ) -> float:
-    return wait_needed(*_buckets(p, n, prefs), now)
+    return wait_needed(*_buckets(ctx, p, n, prefs), now)
 
 
-def _take(p: RoutePlan, n: Notification, prefs: Preferences | None, now: float) -> Throttle:
-    result = take_tokens(*_buckets(p, n, prefs), now)
+def _take(
+    ctx: StageContext, p: RoutePlan, n: Notification, prefs: Preferences | None, now: float
+) -> Throttle:
+    buckets = ctx.tables.buckets
+    result = take_tokens(*_buckets(ctx, p, n, prefs), now)
     for ch, state in result.updates.items():
         buckets[_bucket_key(n.recipient_id, ch)] = to_json(state)
     return result
 
 
 async def emit(
-    p: RoutePlan, n: Notification, prefs: Preferences | None, now: float, *, limited: bool
+    ctx: StageContext,
+    p: RoutePlan,
+    n: Notification,
+    prefs: Preferences | None,
+    now: float,
+    *,
+    limited: bool,
 ) -> list[Awaitable[Any]]:
     """Send the plan's deliveries (one token per limited channel when `limited`) and its
     receipts; return the send futures so a caller can wait until the broker has them."""
+    rules, topics = ctx.rules, ctx.topics
     key = n.recipient_id.encode()
     futures: list[Awaitable[Any]] = []
     throttled: frozenset[Channel] = frozenset()
     if limited and p.deliveries:
-        throttled = _take(p, n, prefs, now).throttled
+        throttled = _take(ctx, p, n, prefs, now).throttled
     deliveries: list[Delivery] = list(p.deliveries)
     later: list[list[Delivery]] = []
     rule = rules.for_category(n.category)
@@ -103,7 +118,9 @@ async def emit(
         futures.append(await topics.escalations.send(key=key, value=step))
     for delivery in deliveries:
         if delivery.channel in throttled:
-            futures.append(await receipts.record(delivery, ReceiptStatus.THROTTLED, "rate_limited"))
+            futures.append(
+                await receipts.record(ctx, delivery, ReceiptStatus.THROTTLED, "rate_limited")
+            )
         else:
             topic = topics.deliveries[(delivery.channel, n.lane)]
             futures.append(await topic.send(key=key, value=delivery))
@@ -117,7 +134,9 @@ async def emit(
     return futures
 
 
-async def drop(n: Notification, status: ReceiptStatus, reason: str, now: float) -> None:
+async def drop(
+    ctx: StageContext, n: Notification, status: ReceiptStatus, reason: str, now: float
+) -> None:
     receipt = notification_receipt(n, status, reason, datetime.fromtimestamp(now, UTC))
     metrics.notification_dropped(receipt)
-    await topics.receipts.send(key=n.recipient_id.encode(), value=receipt)
+    await ctx.topics.receipts.send(key=n.recipient_id.encode(), value=receipt)

@@ -14,7 +14,7 @@ once per group (logic/ownership.py). That group's `confirm` agent keeps its `con
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
@@ -23,35 +23,45 @@ from logic.ownership import owns_lane
 from schemas.control import EscalationStep
 from schemas.notifications import ReceiptStatus
 from sinks import receipts
-from streams import metrics, topics
-from streams.app import app
-from tables.state import confirmed
+from streams import metrics
+
+if TYPE_CHECKING:
+    from streams.app import ClarionApp
+    from streams.context import StageContext
 
 
 def confirmed_key(recipient_id: str, notification_id: str) -> bytes:
     return f"{recipient_id}\x1f{notification_id}".encode()
 
 
-async def _step(step: EscalationStep) -> None:
-    if confirmed.get(confirmed_key(step.recipient_id, step.notification_id)) is not None:
-        metrics.escalation_steps.labels("confirmed").inc()
-        return
-    metrics.escalation_steps.labels("sent").inc()
-    key = step.recipient_id.encode()
-    futures: list[Any] = []
-    for d in step.steps[0]:
-        futures.append(await topics.deliveries[(d.channel, d.lane)].send(key=key, value=d))
-        metrics.delivery_planned(d)
-        futures.append(await receipts.record(d, ReceiptStatus.ESCALATED, "not_confirmed"))
-    if len(step.steps) > 1:
-        due = datetime.now(UTC) + timedelta(seconds=step.confirm_within_s)
-        following = step.model_copy(update={"due_at": due, "steps": step.steps[1:]})
-        futures.append(await topics.escalations.send(key=key, value=following))
-    for future in futures:
-        await future
+def install(app: ClarionApp, ctx: StageContext) -> None:
+    topics, confirmed = ctx.topics, ctx.tables.confirmed
 
+    async def _step(step: EscalationStep) -> None:
+        if confirmed.get(confirmed_key(step.recipient_id, step.notification_id)) is not None:
+            metrics.escalation_steps.labels("confirmed").inc()
+            return
+        metrics.escalation_steps.labels("sent").inc()
+        key = step.recipient_id.encode()
+        futures: list[Any] = []
+        for d in step.steps[0]:
+            futures.append(await topics.deliveries[(d.channel, d.lane)].send(key=key, value=d))
+            metrics.delivery_planned(d)
+            futures.append(await receipts.record(ctx, d, ReceiptStatus.ESCALATED, "not_confirmed"))
+        if len(step.steps) > 1:
+            due = datetime.now(UTC) + timedelta(seconds=step.confirm_within_s)
+            following = step.model_copy(update={"due_at": due, "steps": step.steps[1:]})
+            futures.append(await topics.escalations.send(key=key, value=following))
+        for future in futures:
+            await future
 
-@app.agent(topics.escalations, name="escalate", concurrency=1)
-async def escalate(stream: faust.StreamT[EscalationStep]) -> None:
-    served = app.settings.served_lanes
-    await run_when_due(stream, lambda s: s.due_at, _step, owned=lambda s: owns_lane(served, s.lane))
+    @app.agent(topics.escalations, name="escalate", concurrency=1)
+    async def escalate(stream: faust.StreamT[EscalationStep]) -> None:
+        served = app.settings.served_lanes
+        await run_when_due(
+            stream,
+            lambda s: s.due_at,
+            _step,
+            owned=lambda s: owns_lane(served, s.lane),
+            queue_limit=app.settings.delay_queue_limit,
+        )

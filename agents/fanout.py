@@ -18,12 +18,11 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import faust
 from faust.types import TP
 
-from agents import positions
-from agents.emit import rules
 from logic.fanout import (
     advance,
     audience_prefix,
@@ -38,97 +37,100 @@ from logic.fanout import (
 from logic.fanout import to_follower as notification_for
 from schemas.events import LiveStartedEvent
 from schemas.graph import FanoutTask
-from streams import topics
-from streams.app import app
 from tables.scan import keys_with_prefix
-from tables.state import fanout, followers
+
+if TYPE_CHECKING:
+    from streams.app import ClarionApp
+    from streams.context import StageContext
 
 log = logging.getLogger("clarion.fanout")
-_settings = app.settings
 
 
-async def plan(stream: faust.StreamT[LiveStartedEvent]) -> None:
-    async for broadcast in stream:
-        for partition in range(_settings.partitions):
-            await topics.fanout_tasks.send(
-                key=broadcast.event_id.encode(),
-                value=FanoutTask(broadcast=broadcast, partition=partition),
-                partition=partition,
-            )
-        log.info("broadcast %s of %s: fan-out started", broadcast.event_id, broadcast.actor_id)
+def install(app: ClarionApp, ctx: StageContext) -> None:
+    _settings, topics, rules, positions = ctx.settings, ctx.topics, ctx.rules, ctx.positions
+    fanout, followers = ctx.tables.fanout, ctx.tables.followers
 
+    async def plan(stream: faust.StreamT[LiveStartedEvent]) -> None:
+        async for broadcast in stream:
+            for partition in range(_settings.partitions):
+                await topics.fanout_tasks.send(
+                    key=broadcast.event_id.encode(),
+                    value=FanoutTask(broadcast=broadcast, partition=partition),
+                    partition=partition,
+                )
+            log.info("broadcast %s of %s: fan-out started", broadcast.event_id, broadcast.actor_id)
 
-async def page(stream: faust.StreamT[FanoutTask]) -> None:
-    async for event in stream.events():
-        task: FanoutTask = event.value
-        partition = event.message.partition
-        key = progress_key(task.broadcast.event_id, partition)
-        progress = fanout.get(key)
-        if not should_run(task, progress):
-            continue
-        started = time.monotonic()
-        followers_page = keys_with_prefix(
-            followers,
-            partition,
-            audience_prefix(task.broadcast.audience.of),
-            task.after.encode() if task.after else None,
-            _settings.fanout_page_size,
-        )
-        now = time.time()
-        created = datetime.fromtimestamp(now, UTC)
-        for follower_key in followers_page:
-            n = notification_for(task.broadcast, follower_of(follower_key), rules, created)
-            await topics.lanes[n.lane].send(key=n.recipient_id.encode(), value=n)
-        done = advance(task, progress, followers_page, _settings.fanout_page_size, now)
-        fanout[key] = done
-        following = next_task(task, done)
-        if following is None:
-            log.info(
-                "broadcast %s: partition %d done, %d followers notified",
-                task.broadcast.event_id,
+    async def page(stream: faust.StreamT[FanoutTask]) -> None:
+        async for event in stream.events():
+            task: FanoutTask = event.value
+            partition = event.message.partition
+            key = progress_key(task.broadcast.event_id, partition)
+            progress = fanout.get(key)
+            if not should_run(task, progress):
+                continue
+            started = time.monotonic()
+            followers_page = keys_with_prefix(
+                followers,
                 partition,
-                done.sent,
+                audience_prefix(task.broadcast.audience.of),
+                task.after.encode() if task.after else None,
+                _settings.fanout_page_size,
             )
-        else:
+            now = time.time()
+            created = datetime.fromtimestamp(now, UTC)
+            for follower_key in followers_page:
+                n = notification_for(task.broadcast, follower_of(follower_key), rules, created)
+                await topics.lanes[n.lane].send(key=n.recipient_id.encode(), value=n)
+            done = advance(task, progress, followers_page, _settings.fanout_page_size, now)
+            fanout[key] = done
+            following = next_task(task, done)
+            if following is None:
+                log.info(
+                    "broadcast %s: partition %d done, %d followers notified",
+                    task.broadcast.event_id,
+                    partition,
+                    done.sent,
+                )
+            else:
+                await topics.fanout_tasks.send(
+                    key=event.message.key, value=following, partition=partition
+                )
+            # Pacing: the whole worker's fan-out (all partitions share this agent) keeps to
+            # CLARION_FANOUT_PER_S, so the bulk lane and the push provider see a steady rate.
+            pause = pause_after_page(
+                len(followers_page), _settings.fanout_per_s, time.monotonic() - started
+            )
+            if pause:
+                await asyncio.sleep(pause)
+
+    async def resume_stalled() -> None:
+        """Restart, from its checkpoint, any fan-out of an owned partition that stopped moving."""
+        now = time.time()
+        topic = topics.fanout_tasks.get_topic_name()
+        for _key, progress in list(fanout.items()):
+            if not stalled(progress, now, _settings.fanout_stall_s):
+                continue
+            if not positions.owned(TP(topic, progress.partition)):
+                continue
+            log.warning(
+                "broadcast %s: partition %d stalled after %d pages; resuming",
+                progress.broadcast.event_id,
+                progress.partition,
+                progress.pages_done,
+            )
+            # A duplicate of a task that was only slow is skipped by should_run().
             await topics.fanout_tasks.send(
-                key=event.message.key, value=following, partition=partition
+                key=progress.broadcast.event_id.encode(),
+                value=resume_task(progress),
+                partition=progress.partition,
             )
-        # Pacing: the whole worker's fan-out (all partitions share this agent) keeps to
-        # CLARION_FANOUT_PER_S, so the bulk lane and the push provider see a steady rate.
-        pause = pause_after_page(
-            len(followers_page), _settings.fanout_per_s, time.monotonic() - started
-        )
-        if pause:
-            await asyncio.sleep(pause)
 
-
-async def resume_stalled() -> None:
-    """Restart, from its checkpoint, any fan-out of an owned partition that stopped moving."""
-    now = time.time()
-    topic = topics.fanout_tasks.get_topic_name()
-    for _key, progress in list(fanout.items()):
-        if not stalled(progress, now, _settings.fanout_stall_s):
-            continue
-        if not positions.owned(TP(topic, progress.partition)):
-            continue
-        log.warning(
-            "broadcast %s: partition %d stalled after %d pages; resuming",
-            progress.broadcast.event_id,
-            progress.partition,
-            progress.pages_done,
-        )
-        # A duplicate of a task that was only slow is skipped by should_run().
-        await topics.fanout_tasks.send(
-            key=progress.broadcast.event_id.encode(),
-            value=resume_task(progress),
-            partition=progress.partition,
-        )
-
-
-# By default the fan-out runs where the bulk lane is served (its notifications are bulk);
-# CLARION_FANOUT deploys it on its own.
-if _settings.runs_fanout:
-    app.agent(topics.broadcasts, name="fanout.plan", concurrency=1)(plan)
-    # concurrency=1: writes the fanout table.
-    app.agent(topics.fanout_tasks, name="fanout.page", concurrency=1)(page)
-    app.timer(interval=min(30.0, _settings.fanout_stall_s / 2))(resume_stalled)
+    # By default the fan-out runs where the bulk lane is served (its notifications are bulk);
+    # CLARION_FANOUT deploys it on its own.
+    if _settings.runs_fanout:
+        app.agent(topics.broadcasts, name="fanout.plan", concurrency=1)(plan)
+        # concurrency=1: writes the fanout table.
+        app.agent(topics.fanout_tasks, name="fanout.page", concurrency=1)(page)
+        app.timer(
+            interval=min(30.0, _settings.fanout_stall_s / 2), name=f"{__name__}.resume_stalled"
+        )(resume_stalled)

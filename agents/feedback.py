@@ -7,6 +7,8 @@ acts on it (logic/ownership.py): one receipt, one dead letter, one contact updat
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import faust
 
 from logic.deadletter import dlq_headers
@@ -15,8 +17,11 @@ from schemas.common import Channel
 from schemas.control import FeedbackKind, ProviderFeedback
 from schemas.notifications import Receipt, ReceiptStatus
 from sinks.profile_updates import disable_channel, remove_address
-from streams import deadletter, topics
-from streams.app import app
+from streams import deadletter
+
+if TYPE_CHECKING:
+    from streams.app import ClarionApp
+    from streams.context import StageContext
 
 _STATUS = {
     FeedbackKind.DELIVERED: ReceiptStatus.DELIVERED,
@@ -26,39 +31,45 @@ _STATUS = {
 }
 
 
-@app.agent(topics.feedback, name="feedback", concurrency=1)
-async def feedback(stream: faust.StreamT[ProviderFeedback]) -> None:
-    owner = owns_laneless(app.settings.served_lanes)
-    async for event in stream.events():
-        if not owner:
-            continue  # the home lane's group acts on it
-        f: ProviderFeedback = event.value
-        key = f.recipient_id.encode()
-        reason = f"{f.provider}:{f.reason}"
-        if f.kind is FeedbackKind.BOUNCED:
-            await remove_address(f.recipient_id, f.address, reason)
-        if f.kind is FeedbackKind.COMPLAINED:
-            await disable_channel(f.recipient_id, Channel.EMAIL, reason)
-        if f.kind in (FeedbackKind.BOUNCED, FeedbackKind.FAILED):
-            m = event.message
-            headers = dlq_headers(
-                reason,
-                f"the provider reported {f.kind.value} after accepting the send",
-                (m.topic, m.partition, m.offset),
-                f.at,
-                channel=f.channel.value,
-                provider=f.provider,
+def install(app: ClarionApp, ctx: StageContext) -> None:
+    topics = ctx.topics
+
+    @app.agent(topics.feedback, name="feedback", concurrency=1)
+    async def feedback(stream: faust.StreamT[ProviderFeedback]) -> None:
+        owner = owns_laneless(app.settings.served_lanes)
+        async for event in stream.events():
+            if not owner:
+                continue  # the home lane's group acts on it
+            f: ProviderFeedback = event.value
+            key = f.recipient_id.encode()
+            reason = f"{f.provider}:{f.reason}"
+            if f.kind is FeedbackKind.BOUNCED:
+                await remove_address(ctx, f.recipient_id, f.address, reason)
+            if f.kind is FeedbackKind.COMPLAINED:
+                await disable_channel(ctx, f.recipient_id, Channel.EMAIL, reason)
+            if f.kind in (FeedbackKind.BOUNCED, FeedbackKind.FAILED):
+                m = event.message
+                headers = dlq_headers(
+                    reason,
+                    f"the provider reported {f.kind.value} after accepting the send",
+                    (m.topic, m.partition, m.offset),
+                    f.at,
+                    channel=f.channel.value,
+                    provider=f.provider,
+                    delivery_id=f.delivery_id,
+                )
+                await deadletter.send(
+                    topics.dlq_deliveries, m, key, m.value, headers,
+                    budget=app.settings.dead_letter_max_bytes,
+                )  # fmt: skip
+            receipt = Receipt(
+                notification_id=f.notification_id,
+                recipient_id=f.recipient_id,
+                lane=None,
+                status=_STATUS[f.kind],
+                at=f.at,
                 delivery_id=f.delivery_id,
+                channel=f.channel,
+                reason=None if f.kind is FeedbackKind.DELIVERED else reason,
             )
-            await deadletter.send(topics.dlq_deliveries, m, key, m.value, headers)
-        receipt = Receipt(
-            notification_id=f.notification_id,
-            recipient_id=f.recipient_id,
-            lane=None,
-            status=_STATUS[f.kind],
-            at=f.at,
-            delivery_id=f.delivery_id,
-            channel=f.channel,
-            reason=None if f.kind is FeedbackKind.DELIVERED else reason,
-        )
-        await (await topics.receipts.send(key=key, value=receipt))
+            await (await topics.receipts.send(key=key, value=receipt))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import faust
 from pydantic import ValidationError
@@ -16,9 +17,11 @@ from agents.ingest import dlq_headers
 from logic.fanout import BadEdgeKey, check_edge_key
 from logic.validation import Rejection, RejectReason
 from schemas.graph import FollowEdge
-from streams import deadletter, topics
-from streams.app import app
-from tables.state import followers
+from streams import deadletter
+
+if TYPE_CHECKING:
+    from streams.app import ClarionApp
+    from streams.context import StageContext
 
 log = logging.getLogger("clarion.graph")
 
@@ -35,31 +38,36 @@ def _edge(key: bytes | None, value: bytes) -> FollowEdge | Rejection:
     return edge
 
 
-async def apply_follows(stream: faust.StreamT) -> None:
-    async for event in stream.events():
-        message = event.message
-        key: bytes | None = event.key
-        if event.value is None:  # unfollow
-            if key:
-                followers.pop(key, None)
-            continue
-        edge = _edge(key, event.value)
-        if isinstance(edge, Rejection):
-            log.warning(
-                "dead-lettered follows[%d]@%d: %s (%s)",
-                message.partition,
-                message.offset,
-                edge.reason.value,
-                edge.detail,
-            )
-            headers = dlq_headers(message, edge, datetime.now(UTC))
-            await deadletter.send(topics.dlq_events, message, key, event.value, headers)
-            continue
-        assert key is not None
-        followed_at = edge.followed_at or datetime.fromtimestamp(message.timestamp, UTC)
-        followers[key] = followed_at.timestamp()
+def install(app: ClarionApp, ctx: StageContext) -> None:
+    topics, followers = ctx.topics, ctx.tables.followers
 
+    async def apply_follows(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            key: bytes | None = event.key
+            if event.value is None:  # unfollow
+                if key:
+                    followers.pop(key, None)
+                continue
+            edge = _edge(key, event.value)
+            if isinstance(edge, Rejection):
+                log.warning(
+                    "dead-lettered follows[%d]@%d: %s (%s)",
+                    message.partition,
+                    message.offset,
+                    edge.reason.value,
+                    edge.detail,
+                )
+                headers = dlq_headers(message, edge, datetime.now(UTC))
+                await deadletter.send(
+                    topics.dlq_events, message, key, event.value, headers,
+                    budget=app.settings.dead_letter_max_bytes,
+                )  # fmt: skip
+                continue
+            assert key is not None
+            followed_at = edge.followed_at or datetime.fromtimestamp(message.timestamp, UTC)
+            followers[key] = followed_at.timestamp()
 
-# The graph is read only by the fan-out, on the same partitions.
-if app.settings.runs_fanout:
-    app.agent(topics.follows, name="graph.follows", concurrency=1)(apply_follows)
+    # The graph is read only by the fan-out, on the same partitions.
+    if app.settings.runs_fanout:
+        app.agent(topics.follows, name="graph.follows", concurrency=1)(apply_follows)

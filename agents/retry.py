@@ -7,24 +7,37 @@ once, not once per group (logic/ownership.py)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import faust
 
 from agents.delay import run_when_due
 from logic.ownership import owns_lane
 from schemas.control import RetryRequest
-from streams import metrics, topics
-from streams.app import app
+from streams import metrics
+
+if TYPE_CHECKING:
+    from streams.app import ClarionApp
+    from streams.context import StageContext
 
 
-async def _republish(request: RetryRequest) -> None:
-    d = request.delivery
-    metrics.inc(metrics.retries_republished, d.lane.value, d.channel.value)
-    await (await topics.deliveries[(d.channel, d.lane)].send(key=d.recipient_id.encode(), value=d))
+def install(app: ClarionApp, ctx: StageContext) -> None:
+    topics = ctx.topics
 
+    async def _republish(request: RetryRequest) -> None:
+        d = request.delivery
+        metrics.inc(metrics.retries_republished, d.lane.value, d.channel.value)
+        await (
+            await topics.deliveries[(d.channel, d.lane)].send(key=d.recipient_id.encode(), value=d)
+        )
 
-@app.agent(topics.retries, name="retry", concurrency=1)
-async def retry(stream: faust.StreamT[RetryRequest]) -> None:
-    served = app.settings.served_lanes
-    await run_when_due(
-        stream, lambda r: r.due_at, _republish, owned=lambda r: owns_lane(served, r.delivery.lane)
-    )
+    @app.agent(topics.retries, name="retry", concurrency=1)
+    async def retry(stream: faust.StreamT[RetryRequest]) -> None:
+        served = app.settings.served_lanes
+        await run_when_due(
+            stream,
+            lambda r: r.due_at,
+            _republish,
+            owned=lambda r: owns_lane(served, r.delivery.lane),
+            queue_limit=app.settings.delay_queue_limit,
+        )

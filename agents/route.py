@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import faust
 from faust.types import TP
@@ -15,54 +16,55 @@ from logic.lanes import Route, decide
 from logic.windows import window_time
 from schemas.common import Lane
 from schemas.notifications import Notification, ReceiptStatus
-from streams import guard, topics
-from streams.app import app
 
-_settings = app.settings
-
-
-def _bulk_backlog(message: faust.types.Message) -> int:
-    highwater = app.consumer.highwater(TP(message.topic, message.partition))
-    return 0 if highwater is None else highwater - message.offset - 1
+if TYPE_CHECKING:
+    from streams.app import ClarionApp
+    from streams.context import StageContext
 
 
-def _make_route(lane: Lane) -> None:
-    stage = f"route.{lane.value}"
+def install(app: ClarionApp, ctx: StageContext) -> None:
+    _settings, topics, guard = ctx.settings, ctx.topics, ctx.guard
 
-    async def route(stream: faust.StreamT[Notification]) -> None:
-        async for event in stream.events():
-            await guard.guarded(stage, topics.dlq_events, event.message, one(event))
+    def _bulk_backlog(message: faust.types.Message) -> int:
+        highwater = app.consumer.highwater(TP(message.topic, message.partition))
+        return 0 if highwater is None else highwater - message.offset - 1
 
-    async def one(event: faust.EventT) -> None:
-        n: Notification = event.value  # type: ignore[assignment]  # the lane codec's type
-        message = event.message
-        now = time.time()
-        digest.index.ensure_current()
-        ts = window_time(n.occurred_at.timestamp(), message.timestamp)
-        digest.index.observe(lane, message.tp, message.offset, ts)
-        if n.expires_at is not None and now >= n.expires_at.timestamp():
-            await emit.drop(n, ReceiptStatus.EXPIRED, "ttl_elapsed", now)
-            return
-        # Bulk is what goes first when the pipeline is behind.
-        if lane is Lane.BULK and _bulk_backlog(message) > _settings.bulk_shed_lag:
-            await emit.drop(n, ReceiptStatus.THROTTLED, "shed_under_pressure", now)
-            return
-        prefs, contact = emit.profile(n.recipient_id)
-        rule = emit.rules.for_category(n.category)
-        decision = decide(n, rule, prefs, datetime.fromtimestamp(now, UTC))
-        match decision.route:
-            case Route.SUPPRESS:
-                await emit.drop(n, ReceiptStatus.SUPPRESSED, decision.reason or "", now)
-            case Route.DIGEST:
-                assert decision.window_s is not None
-                await digest.gather(n, decision.window_s, decision.hold_until, message, ts)
-            case Route.DELIVER:
-                plan = emit.plan(n, prefs, contact, now)
-                await emit.emit(plan, n, prefs, now, limited=lane is not Lane.CRITICAL)
+    def _make_route(lane: Lane) -> None:
+        stage = f"route.{lane.value}"
 
-    # concurrency=1: writes the digests and buckets tables.
-    app.agent(topics.lanes[lane], name=f"route.{lane.value}", concurrency=1)(route)
+        async def route(stream: faust.StreamT[Notification]) -> None:
+            async for event in stream.events():
+                await guard.guarded(stage, topics.dlq_events, event.message, one(event))
 
+        async def one(event: faust.EventT) -> None:
+            n: Notification = event.value  # type: ignore[assignment]  # the lane codec's type
+            message = event.message
+            now = time.time()
+            ctx.windows.ensure_current()
+            ts = window_time(n.occurred_at.timestamp(), message.timestamp)
+            ctx.windows.observe(lane, message.tp, message.offset, ts)
+            if n.expires_at is not None and now >= n.expires_at.timestamp():
+                await emit.drop(ctx, n, ReceiptStatus.EXPIRED, "ttl_elapsed", now)
+                return
+            # Bulk is what goes first when the pipeline is behind.
+            if lane is Lane.BULK and _bulk_backlog(message) > _settings.bulk_shed_lag:
+                await emit.drop(ctx, n, ReceiptStatus.THROTTLED, "shed_under_pressure", now)
+                return
+            prefs, contact = emit.profile(ctx, n.recipient_id)
+            rule = ctx.rules.for_category(n.category)
+            decision = decide(n, rule, prefs, datetime.fromtimestamp(now, UTC))
+            match decision.route:
+                case Route.SUPPRESS:
+                    await emit.drop(ctx, n, ReceiptStatus.SUPPRESSED, decision.reason or "", now)
+                case Route.DIGEST:
+                    assert decision.window_s is not None
+                    await digest.gather(ctx, n, decision.window_s, decision.hold_until, message, ts)
+                case Route.DELIVER:
+                    plan = emit.plan(ctx, n, prefs, contact, now)
+                    await emit.emit(ctx, plan, n, prefs, now, limited=lane is not Lane.CRITICAL)
 
-for _lane in _settings.served_lanes:
-    _make_route(_lane)
+        # concurrency=1: writes the digests and buckets tables.
+        app.agent(topics.lanes[lane], name=f"route.{lane.value}", concurrency=1)(route)
+
+    for _lane in _settings.served_lanes:
+        _make_route(_lane)

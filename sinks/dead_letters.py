@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from logic.masking import mask_address
 from schemas.notifications import Delivery, ReceiptStatus
 from sinks import receipts
-from streams import metrics, topics
+from streams import metrics
+
+if TYPE_CHECKING:
+    from streams.context import StageContext
 
 log = logging.getLogger("clarion.dlq")
 
 
 async def dead_letter(
+    ctx: StageContext,
     delivery: Delivery,
     raw: bytes,
     status: ReceiptStatus,
@@ -48,10 +53,10 @@ async def dead_letter(
         reason,
         detail,
     )
-    dlq = await topics.dlq_deliveries.send(
+    dlq = await ctx.topics.dlq_deliveries.send(
         key=delivery.recipient_id.encode(), value=raw, headers=headers
     )
-    receipt = await receipts.record(delivery, status, reason)
+    receipt = await receipts.record(ctx, delivery, status, reason)
     metrics.dead_lettered(delivery, provider, status.value)
     await dlq
     await receipt

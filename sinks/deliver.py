@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
@@ -37,30 +37,20 @@ from sinks.ackwindow import AckWindow, KeyedChain
 from sinks.dead_letters import dead_letter
 from sinks.profile_updates import disable_channel, remove_address
 from sinks.providers.base import Outcome, Sender, SendResult
-from sinks.providers.config import ProviderSettings
-from sinks.providers.factory import build_senders
-from streams import metrics, topics
-from streams.app import app
-from tables.state import ledger
+from streams import metrics
+
+if TYPE_CHECKING:
+    from streams.app import ClarionApp
+    from streams.context import StageContext
 
 log = logging.getLogger("clarion.deliver")
 # httpx logs every request at INFO and twilio's client seven lines per request: at
 # thousands of sends a second that is most of the worker's time. Outcomes are in receipts.
 for _noisy in ("httpx", "httpcore", "twilio", "hpack", "h2", "aioapns", "google"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
-_settings = app.settings
-senders: dict[Channel, Sender] = build_senders(ProviderSettings())
-policy = RetryPolicy(_settings.retry_max_attempts, _settings.retry_base_s, _settings.retry_cap_s)
 # Channels whose consumers expect a user's notifications in order: a failing one holds back
 # the later ones to the same target (and only those), retrying in place.
 ORDERED = frozenset({Channel.WEBHOOK})
-_pacers = {
-    "fcm": Pacer(_settings.pace_fcm_per_s),
-    "apns": Pacer(_settings.pace_apns_per_s),
-    "sendgrid": Pacer(_settings.pace_sendgrid_per_s),
-    "twilio": Pacer(_settings.pace_twilio_per_s),
-    "webhook": Pacer(_settings.pace_webhook_per_s),
-}
 
 
 def provider_of(delivery: Delivery) -> str:
@@ -79,141 +69,154 @@ def ledger_key(delivery: Delivery) -> bytes:
     return f"{delivery.recipient_id}\x1f{delivery.delivery_id}".encode()
 
 
-# Delivery ids in flight in this process -> the first copy's outcome (a ReceiptStatus value).
-claims: Claims[str, str] = Claims()
+def install(app: ClarionApp, ctx: StageContext) -> None:
+    """One sink agent per (configured channel, served lane), with this app's pacers, claims
+    and retry policy."""
+    _settings, topics, ledger, senders = ctx.settings, ctx.topics, ctx.tables.ledger, ctx.senders
+    policy = RetryPolicy(
+        _settings.retry_max_attempts, _settings.retry_base_s, _settings.retry_cap_s
+    )
+    _pacers = {
+        "fcm": Pacer(_settings.pace_fcm_per_s),
+        "apns": Pacer(_settings.pace_apns_per_s),
+        "sendgrid": Pacer(_settings.pace_sendgrid_per_s),
+        "twilio": Pacer(_settings.pace_twilio_per_s),
+        "webhook": Pacer(_settings.pace_webhook_per_s),
+    }
+    # Delivery ids in flight in this app -> the first copy's outcome (a ReceiptStatus value).
+    claims: Claims[str, str] = Claims()
 
+    class Attempt:
+        """One delivery record's way through the sink (its source kept for the dead letter)."""
 
-class Attempt:
-    """One delivery record's way through the sink (its source kept for the dead letter)."""
+        def __init__(self, delivery: Delivery, message: faust.types.Message) -> None:
+            self.delivery = delivery
+            self.raw: bytes = message.value or b""
+            self.source = (message.topic, message.partition, message.offset)
+            self.outcome: str | None = None  # a ReceiptStatus value once this record is done
 
-    def __init__(self, delivery: Delivery, message: faust.types.Message) -> None:
-        self.delivery = delivery
-        self.raw: bytes = message.value or b""
-        self.source = (message.topic, message.partition, message.offset)
-        self.outcome: str | None = None  # a ReceiptStatus value once this record is done
-
-    async def run(self, sender: Sender, chains: KeyedChain | None = None) -> None:
-        """Deliver unless a copy of this delivery is in flight; `chains` (ordered channels)
-        runs it behind earlier deliveries to the same target."""
-        d = self.delivery
-        self.outcome = None  # the window may run this again after an infrastructure error
-        # Claimed before the ledger is read, and held until the outcome is written (ledger,
-        # retry topic or dead letter), so no copy can pass the ledger in between.
-        first = await claims.claim(d.delivery_id)
-        if first is not None:
-            await (await receipts.record(d, ReceiptStatus.SKIPPED, copy_reason(first)))
-            return
-        try:
-            if chains is None:
-                await self._deliver(sender)
-            else:
-                # The claim is taken outside the chain: a waiting copy does not hold back the
-                # target's later deliveries.
-                await chains.run(d.target.address, lambda: self._deliver(sender))
-        finally:
-            claims.release(d.delivery_id, self.outcome)
-
-    async def _deliver(self, sender: Sender) -> None:
-        d = self.delivery
-        if ledger.get(ledger_key(d)) is not None:
-            await (await receipts.record(d, ReceiptStatus.SKIPPED, "already_sent"))
-            self.outcome = ReceiptStatus.SENT.value
-            return
-        while True:
-            await _pacers[provider_of(d)].acquire()
-            result = await sender.send(d)
-            metrics.provider_send(d, provider_of(d), result.outcome.value, result.reason)
-            if result.outcome is not Outcome.TRANSIENT:
-                await self._finish(result)
+        async def run(self, sender: Sender, chains: KeyedChain | None = None) -> None:
+            """Deliver unless a copy of this delivery is in flight; `chains` (ordered channels)
+            runs it behind earlier deliveries to the same target."""
+            d = self.delivery
+            self.outcome = None  # the window may run this again after an infrastructure error
+            # Claimed before the ledger is read, and held until the outcome is written (ledger,
+            # retry topic or dead letter), so no copy can pass the ledger in between.
+            first = await claims.claim(d.delivery_id)
+            if first is not None:
+                await (await receipts.record(ctx, d, ReceiptStatus.SKIPPED, copy_reason(first)))
                 return
-            delay = retry_delay(policy, d.attempt, result.retry_after_s)
-            if delay is None:
-                await self._dead(result, ReceiptStatus.DEAD_LETTERED)
-                self.outcome = ReceiptStatus.DEAD_LETTERED.value
+            try:
+                if chains is None:
+                    await self._deliver(sender)
+                else:
+                    # The claim is taken outside the chain: a waiting copy does not hold back the
+                    # target's later deliveries.
+                    await chains.run(d.target.address, lambda: self._deliver(sender))
+            finally:
+                claims.release(d.delivery_id, self.outcome)
+
+        async def _deliver(self, sender: Sender) -> None:
+            d = self.delivery
+            if ledger.get(ledger_key(d)) is not None:
+                await (await receipts.record(ctx, d, ReceiptStatus.SKIPPED, "already_sent"))
+                self.outcome = ReceiptStatus.SENT.value
                 return
-            if d.channel not in ORDERED:
-                await self._to_retry_topic(result, delay)
-                self.outcome = ReceiptStatus.RETRYING.value
+            while True:
+                await _pacers[provider_of(d)].acquire()
+                result = await sender.send(d)
+                metrics.provider_send(d, provider_of(d), result.outcome.value, result.reason)
+                if result.outcome is not Outcome.TRANSIENT:
+                    await self._finish(result)
+                    return
+                delay = retry_delay(policy, d.attempt, result.retry_after_s)
+                if delay is None:
+                    await self._dead(result, ReceiptStatus.DEAD_LETTERED)
+                    self.outcome = ReceiptStatus.DEAD_LETTERED.value
+                    return
+                if d.channel not in ORDERED:
+                    await self._to_retry_topic(result, delay)
+                    self.outcome = ReceiptStatus.RETRYING.value
+                    return
+                log.info("%s: %s; retrying in place in %.1f s", d.delivery_id, result.reason, delay)
+                metrics.retry_scheduled(d, "in_place")
+                await asyncio.sleep(delay)
+                d = self.delivery = d.model_copy(update={"attempt": d.attempt + 1})
+
+        async def _finish(self, result: SendResult) -> None:
+            d = self.delivery
+            if result.outcome is Outcome.SENT:
+                ledger[ledger_key(d)] = [time.time(), result.provider_message_id]
+                # The send is final from here: a copy waiting on the claim is skipped even if
+                # writing the receipt below fails and this work is tried again.
+                self.outcome = ReceiptStatus.SENT.value
+                await (await receipts.record(ctx, d, ReceiptStatus.SENT))
                 return
-            log.info("%s: %s; retrying in place in %.1f s", d.delivery_id, result.reason, delay)
-            metrics.retry_scheduled(d, "in_place")
-            await asyncio.sleep(delay)
-            d = self.delivery = d.model_copy(update={"attempt": d.attempt + 1})
+            if result.reason == "expired":
+                await (await receipts.record(ctx, d, ReceiptStatus.EXPIRED, "ttl_elapsed"))
+                self.outcome = ReceiptStatus.EXPIRED.value
+                return
+            await self._dead(result, ReceiptStatus.FAILED)
+            if result.remove_target:
+                await remove_address(ctx, d.recipient_id, d.target.address, result.reason or "gone")
+            if result.opt_out:
+                await disable_channel(ctx, d.recipient_id, d.channel, result.reason or "opt_out")
+            self.outcome = ReceiptStatus.FAILED.value
 
-    async def _finish(self, result: SendResult) -> None:
-        d = self.delivery
-        if result.outcome is Outcome.SENT:
-            ledger[ledger_key(d)] = [time.time(), result.provider_message_id]
-            # The send is final from here: a copy waiting on the claim is skipped even if
-            # writing the receipt below fails and this work is tried again.
-            self.outcome = ReceiptStatus.SENT.value
-            await (await receipts.record(d, ReceiptStatus.SENT))
-            return
-        if result.reason == "expired":
-            await (await receipts.record(d, ReceiptStatus.EXPIRED, "ttl_elapsed"))
-            self.outcome = ReceiptStatus.EXPIRED.value
-            return
-        await self._dead(result, ReceiptStatus.FAILED)
-        if result.remove_target:
-            await remove_address(d.recipient_id, d.target.address, result.reason or "gone")
-        if result.opt_out:
-            await disable_channel(d.recipient_id, d.channel, result.reason or "opt_out")
-        self.outcome = ReceiptStatus.FAILED.value
+        async def _dead(self, result: SendResult, status: ReceiptStatus) -> None:
+            d = self.delivery
+            reason = result.reason or "unknown"
+            if status is ReceiptStatus.DEAD_LETTERED:
+                reason = f"retries_exhausted:{reason}"
+            await dead_letter(
+                ctx, d, self.raw, status, reason, result.detail, provider_of(d), self.source
+            )
 
-    async def _dead(self, result: SendResult, status: ReceiptStatus) -> None:
-        d = self.delivery
-        reason = result.reason or "unknown"
-        if status is ReceiptStatus.DEAD_LETTERED:
-            reason = f"retries_exhausted:{reason}"
-        await dead_letter(d, self.raw, status, reason, result.detail, provider_of(d), self.source)
+        async def _to_retry_topic(self, result: SendResult, delay: float) -> None:
+            d = self.delivery
+            request = RetryRequest(
+                delivery=d.model_copy(update={"attempt": d.attempt + 1}),
+                due_at=datetime.fromtimestamp(time.time() + delay, UTC),
+                last_reason=result.reason or "transient",
+            )
+            sent = await topics.retries.send(key=d.recipient_id.encode(), value=request)
+            metrics.retry_scheduled(d, "topic")
+            receipt = await receipts.record(ctx, d, ReceiptStatus.RETRYING, result.reason)
+            await sent
+            await receipt
 
-    async def _to_retry_topic(self, result: SendResult, delay: float) -> None:
-        d = self.delivery
-        request = RetryRequest(
-            delivery=d.model_copy(update={"attempt": d.attempt + 1}),
-            due_at=datetime.fromtimestamp(time.time() + delay, UTC),
-            last_reason=result.reason or "transient",
-        )
-        sent = await topics.retries.send(key=d.recipient_id.encode(), value=request)
-        metrics.retry_scheduled(d, "topic")
-        receipt = await receipts.record(d, ReceiptStatus.RETRYING, result.reason)
-        await sent
-        await receipt
+    def _make_sink(channel: Channel, sender: Sender) -> Callable[[faust.StreamT[Delivery]], Any]:
+        async def deliver(stream: faust.StreamT[Delivery]) -> None:
+            window: AckWindow[faust.EventT] = AckWindow(
+                _settings.sink_concurrency,
+                ack=lambda event: event.ack(),
+                partition_of=lambda event: event.message.tp,
+            )
+            chains = KeyedChain()
+            # noack: acks are the window's, in offset order (StreamT's stub lacks noack()).
+            async for event in stream.noack().events():  # type: ignore[attr-defined]
+                attempt = Attempt(event.value, event.message)
 
+                async def work(a: Attempt = attempt) -> None:
+                    await a.run(sender, chains if channel in ORDERED else None)
 
-def _make_sink(channel: Channel, sender: Sender) -> Callable[[faust.StreamT[Delivery]], Any]:
-    async def deliver(stream: faust.StreamT[Delivery]) -> None:
-        window: AckWindow[faust.EventT] = AckWindow(
-            _settings.sink_concurrency,
-            ack=lambda event: event.ack(),
-            partition_of=lambda event: event.message.tp,
-        )
-        chains = KeyedChain()
-        # noack: acks are the window's, in offset order (StreamT's stub lacks noack()).
-        async for event in stream.noack().events():  # type: ignore[attr-defined]
-            attempt = Attempt(event.value, event.message)
+                await window.submit(event, work)
 
-            async def work(a: Attempt = attempt) -> None:
-                await a.run(sender, chains if channel in ORDERED else None)
+        return deliver
 
-            await window.submit(event, work)
+    for _channel, _sender in senders.items():
+        for _lane in _settings.served_lanes:
+            app.agent(
+                topics.deliveries[(_channel, _lane)],
+                name=f"sink.{_channel.value}.{_lane.value}",
+                concurrency=1,
+            )(_make_sink(_channel, _sender))
 
-    return deliver
+    # The senders are the app's (built once in build_app): close them with the worker.
+    @app.service
+    class _CloseSenders(faust.Service):  # type: ignore[misc]
+        """Close the SDK clients (connection pools, thread pools) when the worker stops."""
 
-
-for _channel, _sender in senders.items():
-    for _lane in _settings.served_lanes:
-        app.agent(
-            topics.deliveries[(_channel, _lane)],
-            name=f"sink.{_channel.value}.{_lane.value}",
-            concurrency=1,
-        )(_make_sink(_channel, _sender))
-
-
-@app.service
-class _CloseSenders(faust.Service):  # type: ignore[misc]
-    """Close the SDK clients (connection pools, thread pools) when the worker stops."""
-
-    async def on_stop(self) -> None:
-        for sender in senders.values():
-            await sender.aclose()
+        async def on_stop(self) -> None:
+            for sender in senders.values():
+                await sender.aclose()

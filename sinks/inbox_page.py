@@ -10,14 +10,17 @@ the page's own requests then stay same-origin.
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from faust.web import View
 
 from logic.tokens import InvalidToken, verify_token
 from sinks.client_auth import json_error, token_from
-from streams.app import app
-from tables.state import inbox
+
+if TYPE_CHECKING:
+    from streams.app import ClarionApp
+    from streams.context import StageContext
 
 _STATIC = resources.files("sinks") / "static"
 # No inline script or style, nothing from elsewhere: injected markup could not run even if
@@ -39,79 +42,77 @@ def _asset(name: str) -> str:
     return (_STATIC / name).read_text(encoding="utf-8")
 
 
-def _user(token: str | None) -> str | None:
-    if not token:
-        return None
-    try:
-        return verify_token(token, app.settings.inapp_token_secret.get_secret_value())
-    except InvalidToken:
-        return None
+def install(app: ClarionApp, ctx: StageContext) -> None:
+    inbox = ctx.tables.inbox
 
+    def _user(token: str | None) -> str | None:
+        if not token:
+            return None
+        try:
+            return verify_token(token, app.settings.inapp_token_secret.get_secret_value())
+        except InvalidToken:
+            return None
 
-def _owner_url(user_id: str) -> str | None:
-    """The owning worker's base URL when it is another worker; None when it is this one.
-    Raises 503 while partitions are not assigned (starting or rebalancing)."""
-    try:
-        owner = str(app.router.key_store(inbox.name, user_id.encode())).rstrip("/")
-    except Exception as exc:
-        raise web.HTTPServiceUnavailable(text="worker is not ready; retry") from exc
-    return None if owner == str(app.conf.canonical_url).rstrip("/") else owner
+    def _owner_url(user_id: str) -> str | None:
+        """The owning worker's base URL when it is another worker; None when it is this one.
+        Raises 503 while partitions are not assigned (starting or rebalancing)."""
+        try:
+            owner = str(app.router.key_store(inbox.name, user_id.encode())).rstrip("/")
+        except Exception as exc:
+            raise web.HTTPServiceUnavailable(text="worker is not ready; retry") from exc
+        return None if owner == str(app.conf.canonical_url).rstrip("/") else owner
 
+    @app.page("/inbox")
+    class InboxPage(View):  # type: ignore[misc]
+        """GET /inbox?token=… — the user's inbox in a browser, live."""
 
-@app.page("/inbox")
-class InboxPage(View):  # type: ignore[misc]
-    """GET /inbox?token=… — the user's inbox in a browser, live."""
-
-    async def get(self, request: web.Request) -> web.Response:
-        user_id = _user(request.query.get("token"))
-        if user_id is None:
+        async def get(self, request: web.Request) -> web.Response:
+            user_id = _user(request.query.get("token"))
+            if user_id is None:
+                return web.Response(
+                    status=401,
+                    text="Missing or invalid token: open /inbox?token=<in-app token>.\n",
+                    headers={"Cache-Control": "no-store"},
+                )
+            owner = _owner_url(user_id)
+            if owner is not None:
+                raise web.HTTPTemporaryRedirect(owner + request.path_qs)
             return web.Response(
-                status=401,
-                text="Missing or invalid token: open /inbox?token=<in-app token>.\n",
+                text=_asset("inbox.html"), content_type="text/html", headers=_PAGE_HEADERS
+            )
+
+    @app.page("/inbox/inbox.js")
+    class InboxScript(View):  # type: ignore[misc]
+        async def get(self, request: web.Request) -> web.Response:
+            return web.Response(
+                text=_asset("inbox.js"), content_type="text/javascript", headers=_PAGE_HEADERS
+            )
+
+    @app.page("/inbox/inbox.css")
+    class InboxStyle(View):  # type: ignore[misc]
+        async def get(self, request: web.Request) -> web.Response:
+            return web.Response(
+                text=_asset("inbox.css"), content_type="text/css", headers=_PAGE_HEADERS
+            )
+
+    @app.page("/inapp/inbox")
+    class InboxItems(View):  # type: ignore[misc]
+        """GET /inapp/inbox — the user's inbox (oldest first) with seen/read flags, for clients
+        that pull when they open. Same token as /inapp/stream (Bearer header or ?token=)."""
+
+        async def get(self, request: web.Request) -> web.Response:
+            user_id = _user(token_from(request))
+            if user_id is None:
+                return json_error(401, "missing or invalid token")
+            owner = _owner_url(user_id)
+            if owner is not None:
+                raise web.HTTPTemporaryRedirect(owner + request.path_qs)
+            items = inbox.get(user_id.encode()) or []
+            return web.json_response(
+                {
+                    "user_id": user_id,
+                    "unread": sum(not item.read for item in items),
+                    "items": [item.model_dump(mode="json") for item in items],
+                },
                 headers={"Cache-Control": "no-store"},
             )
-        owner = _owner_url(user_id)
-        if owner is not None:
-            raise web.HTTPTemporaryRedirect(owner + request.path_qs)
-        return web.Response(
-            text=_asset("inbox.html"), content_type="text/html", headers=_PAGE_HEADERS
-        )
-
-
-@app.page("/inbox/inbox.js")
-class InboxScript(View):  # type: ignore[misc]
-    async def get(self, request: web.Request) -> web.Response:
-        return web.Response(
-            text=_asset("inbox.js"), content_type="text/javascript", headers=_PAGE_HEADERS
-        )
-
-
-@app.page("/inbox/inbox.css")
-class InboxStyle(View):  # type: ignore[misc]
-    async def get(self, request: web.Request) -> web.Response:
-        return web.Response(
-            text=_asset("inbox.css"), content_type="text/css", headers=_PAGE_HEADERS
-        )
-
-
-@app.page("/inapp/inbox")
-class InboxItems(View):  # type: ignore[misc]
-    """GET /inapp/inbox — the user's inbox (oldest first) with seen/read flags, for clients
-    that pull when they open. Same token as /inapp/stream (Bearer header or ?token=)."""
-
-    async def get(self, request: web.Request) -> web.Response:
-        user_id = _user(token_from(request))
-        if user_id is None:
-            return json_error(401, "missing or invalid token")
-        owner = _owner_url(user_id)
-        if owner is not None:
-            raise web.HTTPTemporaryRedirect(owner + request.path_qs)
-        items = inbox.get(user_id.encode()) or []
-        return web.json_response(
-            {
-                "user_id": user_id,
-                "unread": sum(not item.read for item in items),
-                "items": [item.model_dump(mode="json") for item in items],
-            },
-            headers={"Cache-Control": "no-store"},
-        )

@@ -4,6 +4,7 @@ read from the Faust consumer at scrape time."""
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from faust.web import View
@@ -11,39 +12,44 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from logic.lag import PartitionOffsets
 from streams import metrics
-from streams.app import app
 from streams.consumer import committed_offset
+
+if TYPE_CHECKING:
+    from streams.app import ClarionApp
+    from streams.context import StageContext
 
 log = logging.getLogger("clarion.metrics")
 
 
-def _offsets() -> list[PartitionOffsets]:
-    """Highwater and committed offset of every partition assigned to this worker."""
-    consumer = app.consumer
-    try:
-        return [
-            PartitionOffsets(
-                tp.topic,
-                tp.partition,
-                consumer.highwater(tp),
-                committed_offset(consumer, tp),  # Kafka's "next to read"
+def install(app: ClarionApp, ctx: StageContext) -> None:
+    """GET /metrics, and the consumer lag it reports read from this app's consumer (the
+    registry is the process's: streams/metrics.py)."""
+
+    def _offsets() -> list[PartitionOffsets]:
+        """Highwater and committed offset of every partition assigned to this worker."""
+        consumer = app.consumer
+        try:
+            return [
+                PartitionOffsets(
+                    tp.topic,
+                    tp.partition,
+                    consumer.highwater(tp),
+                    committed_offset(consumer, tp),  # Kafka's "next to read"
+                )
+                for tp in consumer.assignment()
+            ]
+        except Exception:  # no Kafka consumer yet (starting) or gone (stopping): no lag to report
+            log.debug("consumer offsets unavailable", exc_info=True)
+            return []
+
+    metrics.consumer_lag.source = _offsets
+    metrics.consumer_lag.prefix = app.settings.topic_prefix
+
+    @app.page("/metrics")
+    class Metrics(View):  # type: ignore[misc]
+        """Prometheus text exposition of this worker's metrics."""
+
+        async def get(self, request: web.Request) -> web.Response:
+            return web.Response(
+                body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
             )
-            for tp in consumer.assignment()
-        ]
-    except Exception:  # no Kafka consumer yet (starting) or gone (stopping): no lag to report
-        log.debug("consumer offsets unavailable", exc_info=True)
-        return []
-
-
-metrics.consumer_lag.source = _offsets
-metrics.consumer_lag.prefix = app.settings.topic_prefix
-
-
-@app.page("/metrics")
-class Metrics(View):  # type: ignore[misc]
-    """Prometheus text exposition of this worker's metrics."""
-
-    async def get(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )

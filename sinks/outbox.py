@@ -5,7 +5,7 @@ deliveries. One JSON line each. Configured channels go through sinks/deliver.py.
 from __future__ import annotations
 
 import logging
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import faust
 
@@ -13,47 +13,50 @@ from logic.masking import mask_address
 from schemas.common import Channel
 from schemas.notifications import Delivery, ReceiptStatus
 from sinks import receipts
-from sinks.deliver import senders
-from streams import metrics, topics
-from streams.app import app
+from streams import metrics
+
+if TYPE_CHECKING:
+    from streams.app import ClarionApp
+    from streams.context import StageContext
 
 log = logging.getLogger("clarion.outbox")
-_settings = app.settings
-_file: IO[bytes] | None = None
 
 
-def _outbox() -> IO[bytes]:
-    global _file
-    if _file is None:
-        _settings.outbox_path.parent.mkdir(parents=True, exist_ok=True)
-        _file = _settings.outbox_path.open("ab")
-    return _file
+def install(app: ClarionApp, ctx: StageContext) -> None:
+    _settings, topics, senders = ctx.settings, ctx.topics, ctx.senders
 
+    _file: IO[bytes] | None = None
 
-async def _deliver_to_outbox(stream: faust.StreamT[Delivery]) -> None:
-    async for delivery in stream:
-        out = _outbox()
-        out.write(delivery.model_dump_json().encode() + b"\n")
-        out.flush()
-        if _settings.outbox_console:
-            log.info(
-                "%-7s %-8s → %s: %s — %s",
-                delivery.channel.value,
-                delivery.lane.value,
-                mask_address(delivery.target.address),
-                delivery.title,
-                delivery.body,
-            )
-        metrics.provider_send(delivery, "outbox", "sent")
-        await receipts.record(delivery, ReceiptStatus.SENT)
+    def _outbox() -> IO[bytes]:
+        nonlocal _file
+        if _file is None:
+            _settings.outbox_path.parent.mkdir(parents=True, exist_ok=True)
+            _file = _settings.outbox_path.open("ab")
+        return _file
 
+    async def _deliver_to_outbox(stream: faust.StreamT[Delivery]) -> None:
+        async for delivery in stream:
+            out = _outbox()
+            out.write(delivery.model_dump_json().encode() + b"\n")
+            out.flush()
+            if _settings.outbox_console:
+                log.info(
+                    "%-7s %-8s → %s: %s — %s",
+                    delivery.channel.value,
+                    delivery.lane.value,
+                    mask_address(delivery.target.address),
+                    delivery.title,
+                    delivery.body,
+                )
+            metrics.provider_send(delivery, "outbox", "sent")
+            await receipts.record(ctx, delivery, ReceiptStatus.SENT)
 
-for _channel in Channel:
-    if _channel is Channel.IN_APP or _channel in senders:
-        continue
-    for _lane in _settings.served_lanes:
-        app.agent(
-            topics.deliveries[(_channel, _lane)],
-            name=f"sink.outbox.{_channel.value}.{_lane.value}",
-            concurrency=1,
-        )(_deliver_to_outbox)
+    for _channel in Channel:
+        if _channel is Channel.IN_APP or _channel in senders:
+            continue
+        for _lane in _settings.served_lanes:
+            app.agent(
+                topics.deliveries[(_channel, _lane)],
+                name=f"sink.outbox.{_channel.value}.{_lane.value}",
+                concurrency=1,
+            )(_deliver_to_outbox)

@@ -3,32 +3,39 @@ gateways where the user is connected (through `gateway.deliveries`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import faust
 
 from logic.presence import Lease, Presence, gateway_partition, lease_key, online_gateways
 from schemas.notifications import InboxItem
 from schemas.presence import GatewayPush
-from streams import catalog, topics
-from tables.state import presence
+from streams import catalog
+
+if TYPE_CHECKING:
+    from streams.context import StageContext
 
 
-def lease_of(gateway_id: str) -> Lease | None:
+def lease_of(ctx: StageContext, gateway_id: str) -> Lease | None:
     # Every partition holds its own copy of each lease row (the gateway sends its LEASE to
     # each one), so the lookup reads the store of the partition being processed.
-    row = presence.get(lease_key(gateway_id))
+    row = ctx.tables.presence.get(lease_key(gateway_id))
     return None if row is None else (str(row[0]), float(row[1]))
 
 
-def state_of(user_id: str) -> Presence:
-    return dict(presence.get(user_id.encode()) or {})
+def leases(ctx: StageContext) -> Callable[[str], Lease | None]:
+    """lease_of for one app, as logic.presence takes it."""
+    return lambda gateway_id: lease_of(ctx, gateway_id)
 
 
-def gateways_of(user_id: str, now: float) -> list[str]:
+def state_of(ctx: StageContext, user_id: str) -> Presence:
+    return dict(ctx.tables.presence.get(user_id.encode()) or {})
+
+
+def gateways_of(ctx: StageContext, user_id: str, now: float) -> list[str]:
     """Gateways with a live connection of the user (read in the user's partition)."""
-    return online_gateways(state_of(user_id), lease_of, now)
+    return online_gateways(state_of(ctx, user_id), leases(ctx), now)
 
 
 def record_time(default: float) -> float:
@@ -43,12 +50,17 @@ def record_time(default: float) -> float:
 
 
 async def forward(
-    user_id: str, items: Sequence[InboxItem], gateways: Sequence[str], *, sync: bool = False
+    ctx: StageContext,
+    user_id: str,
+    items: Sequence[InboxItem],
+    gateways: Sequence[str],
+    *,
+    sync: bool = False,
 ) -> list[Awaitable[Any]]:
     """Send the items to each gateway's partition; return the send futures."""
     push = GatewayPush(user_id=user_id, items=list(items), sync=sync)
     return [
-        await topics.gateway_deliveries.send(
+        await ctx.topics.gateway_deliveries.send(
             key=user_id.encode(),
             value=push,
             partition=gateway_partition(gateway, catalog.GATEWAY_PARTITIONS),

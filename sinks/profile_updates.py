@@ -9,19 +9,29 @@ yet, so two concurrent removals do not overwrite each other.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from logic.contacts import with_channel_disabled, without_addresses
 from logic.masking import mask_address
 from schemas.common import Channel
-from streams import topics
-from tables.state import contacts, preferences
+
+if TYPE_CHECKING:
+    from streams.context import StageContext
 
 log = logging.getLogger("clarion.profiles")
-_dead: dict[str, set[str]] = {}
-_disabled: dict[str, set[Channel]] = {}
 
 
-async def remove_address(recipient_id: str, address: str, reason: str) -> None:
+@dataclass
+class PendingUpdates:
+    """One app's removals and opt-outs sent and not yet seen back through the topic."""
+
+    dead: dict[str, set[str]] = field(default_factory=dict)
+    disabled: dict[str, set[Channel]] = field(default_factory=dict)
+
+
+async def remove_address(ctx: StageContext, recipient_id: str, address: str, reason: str) -> None:
+    _dead, contacts, topics = ctx.pending.dead, ctx.tables.contacts, ctx.topics
     key = recipient_id.encode()
     current = contacts.get(key)
     if current is None:
@@ -38,7 +48,10 @@ async def remove_address(recipient_id: str, address: str, reason: str) -> None:
     await (await topics.contacts.send(key=key, value=topics.contacts_codec.dumps(updated)))
 
 
-async def disable_channel(recipient_id: str, channel: Channel, reason: str) -> None:
+async def disable_channel(
+    ctx: StageContext, recipient_id: str, channel: Channel, reason: str
+) -> None:
+    _disabled, preferences, topics = ctx.pending.disabled, ctx.tables.preferences, ctx.topics
     key = recipient_id.encode()
     current = preferences.get(key)
     pending = _disabled.setdefault(recipient_id, set())

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas.notifications import Delivery, Receipt, ReceiptStatus
-from streams import metrics, topics
+from streams import metrics
+
+if TYPE_CHECKING:
+    from streams.context import StageContext
 
 
 async def record(
-    delivery: Delivery, status: ReceiptStatus, reason: str | None = None
+    ctx: StageContext, delivery: Delivery, status: ReceiptStatus, reason: str | None = None
 ) -> Awaitable[Any]:
     """Send the receipt; the returned future resolves when the broker has it."""
     receipt = Receipt(
@@ -25,4 +28,4 @@ async def record(
         reason=reason,
     )
     metrics.receipt_written(receipt)
-    return await topics.receipts.send(key=delivery.recipient_id.encode(), value=receipt)
+    return await ctx.topics.receipts.send(key=delivery.recipient_id.encode(), value=receipt)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from faust.web import View
@@ -18,14 +18,13 @@ from schemas.control import Confirmation
 from schemas.notifications import InboxItem
 from sinks.client_auth import json_error as _error
 from sinks.client_auth import user_from
-from sinks.inapp import hub
 from sinks.providers.config import ProviderSettings
 from sinks.providers.sendgrid import parse_events
-from streams import topics
-from streams.app import app
-from tables.state import inbox
 
-_providers = ProviderSettings()
+if TYPE_CHECKING:
+    from streams.app import ClarionApp
+    from streams.context import StageContext
+
 _KEEPALIVE_S = 15.0
 _WAKE_S = 1.0
 
@@ -34,131 +33,131 @@ def _sse(item: InboxItem) -> bytes:
     return f"id: {item.id}\nevent: notification\ndata: {item.model_dump_json()}\n\n".encode()
 
 
-def _user_from(request: web.Request) -> str | web.Response:
-    return user_from(request, app.settings.inapp_token_secret.get_secret_value())
+def install(app: ClarionApp, ctx: StageContext) -> None:
+    topics, inbox, hub = ctx.topics, ctx.tables.inbox, ctx.hub
+    _providers = ProviderSettings()
 
+    def _user_from(request: web.Request) -> str | web.Response:
+        return user_from(request, app.settings.inapp_token_secret.get_secret_value())
 
-@app.page("/inapp/stream")
-class InAppStream(View):  # type: ignore[misc]
-    """GET /inapp/stream?token=… — the signed-in user's notifications as they arrive.
+    @app.page("/inapp/stream")
+    class InAppStream(View):  # type: ignore[misc]
+        """GET /inapp/stream?token=… — the signed-in user's notifications as they arrive.
 
-    Resumes after `Last-Event-ID` (header, or `last_event_id` query) from the inbox table.
-    A user is served by the worker that owns their partition; any other worker redirects.
-    """
+        Resumes after `Last-Event-ID` (header, or `last_event_id` query) from the inbox table.
+        A user is served by the worker that owns their partition; any other worker redirects.
+        """
 
-    async def get(self, request: web.Request) -> web.StreamResponse:
-        user_id = _user_from(request)
-        if isinstance(user_id, web.Response):
-            return user_id
-        key = user_id.encode()
-        try:
-            owner = app.router.key_store(inbox.name, key)
-        except Exception:  # no assignment yet (starting or rebalancing)
-            return _error(503, "worker is not ready; retry")
-        if str(owner).rstrip("/") != str(app.conf.canonical_url).rstrip("/"):
-            raise web.HTTPTemporaryRedirect(str(owner).rstrip("/") + request.path_qs)
+        async def get(self, request: web.Request) -> web.StreamResponse:
+            user_id = _user_from(request)
+            if isinstance(user_id, web.Response):
+                return user_id
+            key = user_id.encode()
+            try:
+                owner = app.router.key_store(inbox.name, key)
+            except Exception:  # no assignment yet (starting or rebalancing)
+                return _error(503, "worker is not ready; retry")
+            if str(owner).rstrip("/") != str(app.conf.canonical_url).rstrip("/"):
+                raise web.HTTPTemporaryRedirect(str(owner).rstrip("/") + request.path_qs)
 
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": "text/event-stream",
+                    "Cache-Control": "no-cache",
+                    "X-Accel-Buffering": "no",
+                }
+            )
+            await response.prepare(request)
+            last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+            with hub.subscribe(user_id) as sub:
+                # Subscribe first, then replay: an item arriving in between is seen twice at
+                # worst (filtered by id below), never missed.
+                sent: set[str] = set()
+                for item in items_after(inbox.get(key) or [], last_id):
+                    await response.write(_sse(item))
+                    sent.add(item.id)
+                await response.write(b": connected\n\n")
+                idle_s = 0.0
+                # Wake every second so a stopping worker closes its streams at once (clients
+                # reconnect to the new owner) instead of at the next keepalive.
+                while not app.should_stop:
+                    try:
+                        next_item = await asyncio.wait_for(sub.queue.get(), _WAKE_S)
+                    except TimeoutError:
+                        idle_s += _WAKE_S
+                        if idle_s >= _KEEPALIVE_S:
+                            await response.write(b": keepalive\n\n")
+                            idle_s = 0.0
+                        continue
+                    if next_item is None:  # too slow: end the stream; the client resumes
+                        break
+                    if next_item.id not in sent:
+                        await response.write(_sse(next_item))
+            return response
+
+    @app.page("/inapp/ack")
+    class InAppAck(View):  # type: ignore[misc]
+        """POST /inapp/ack {"notification_ids": [...], "action": "seen"|"read"} — the client says
+        what it showed or opened. `read` confirms: a critical notification stops escalating.
+
+        Any worker takes it (it is produced to `confirmations`, keyed by the user); 202 means
+        the broker has it.
+        """
+
+        async def post(self, request: web.Request) -> web.Response:
+            user_id = _user_from(request)
+            if isinstance(user_id, web.Response):
+                return user_id
+            try:
+                body = await request.json()
+                confirmation = Confirmation.model_validate(
+                    {**body, "recipient_id": user_id, "at": datetime.now(UTC)}
+                )
+            except (ValueError, TypeError, ValidationError) as exc:
+                return _error(400, f"bad ack: {exc}")
+            await (await topics.confirmations.send(key=user_id.encode(), value=confirmation))
+            return web.json_response({"accepted": len(confirmation.notification_ids)}, status=202)
+
+    @app.page("/providers/sendgrid/events")
+    class SendGridEvents(View):  # type: ignore[misc]
+        """SendGrid's signed Event Webhook: bounces, drops, spam reports, deliveries."""
+
+        async def post(self, request: web.Request) -> web.Response:
+            key = _providers.sendgrid_webhook_public_key
+            if not key:
+                return _error(404, "CLARION_SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
+            body = await request.read()
+            try:
+                events = parse_events(
+                    body,
+                    request.headers.get("X-Twilio-Email-Event-Webhook-Signature", ""),
+                    request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", ""),
+                    key,
+                )
+            except ValueError as exc:
+                return _error(403, str(exc))
+            futures = [
+                await topics.feedback.send(key=f.recipient_id.encode(), value=f)
+                for f in from_sendgrid(events)
+            ]
+            for future in futures:
+                await future
+            return web.Response(status=204)
+
+    @app.page("/health")
+    class Health(View):  # type: ignore[misc]
+        """Readiness: 200 once tables are recovered and partitions are assigned."""
+
+        async def get(self, request: web.Request) -> web.Response:
+            assigned = len(app.consumer.assignment()) if app.consumer else 0
+            recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+            body: dict[str, Any] = {
+                "ready": bool(recovered and assigned and not app.rebalancing),
+                "assigned_partitions": assigned,
+                "sse_connections": hub.connections(),
             }
-        )
-        await response.prepare(request)
-        last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-        with hub.subscribe(user_id) as sub:
-            # Subscribe first, then replay: an item arriving in between is seen twice at
-            # worst (filtered by id below), never missed.
-            sent: set[str] = set()
-            for item in items_after(inbox.get(key) or [], last_id):
-                await response.write(_sse(item))
-                sent.add(item.id)
-            await response.write(b": connected\n\n")
-            idle_s = 0.0
-            # Wake every second so a stopping worker closes its streams at once (clients
-            # reconnect to the new owner) instead of at the next keepalive.
-            while not app.should_stop:
-                try:
-                    next_item = await asyncio.wait_for(sub.queue.get(), _WAKE_S)
-                except TimeoutError:
-                    idle_s += _WAKE_S
-                    if idle_s >= _KEEPALIVE_S:
-                        await response.write(b": keepalive\n\n")
-                        idle_s = 0.0
-                    continue
-                if next_item is None:  # too slow: end the stream; the client resumes
-                    break
-                if next_item.id not in sent:
-                    await response.write(_sse(next_item))
-        return response
-
-
-@app.page("/inapp/ack")
-class InAppAck(View):  # type: ignore[misc]
-    """POST /inapp/ack {"notification_ids": [...], "action": "seen"|"read"} — the client says
-    what it showed or opened. `read` confirms: a critical notification stops escalating.
-
-    Any worker takes it (it is produced to `confirmations`, keyed by the user); 202 means
-    the broker has it.
-    """
-
-    async def post(self, request: web.Request) -> web.Response:
-        user_id = _user_from(request)
-        if isinstance(user_id, web.Response):
-            return user_id
-        try:
-            body = await request.json()
-            confirmation = Confirmation.model_validate(
-                {**body, "recipient_id": user_id, "at": datetime.now(UTC)}
+            return web.Response(
+                text=json.dumps(body),
+                status=200 if body["ready"] else 503,
+                content_type="application/json",
             )
-        except (ValueError, TypeError, ValidationError) as exc:
-            return _error(400, f"bad ack: {exc}")
-        await (await topics.confirmations.send(key=user_id.encode(), value=confirmation))
-        return web.json_response({"accepted": len(confirmation.notification_ids)}, status=202)
-
-
-@app.page("/providers/sendgrid/events")
-class SendGridEvents(View):  # type: ignore[misc]
-    """SendGrid's signed Event Webhook: bounces, drops, spam reports, deliveries."""
-
-    async def post(self, request: web.Request) -> web.Response:
-        key = _providers.sendgrid_webhook_public_key
-        if not key:
-            return _error(404, "CLARION_SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
-        body = await request.read()
-        try:
-            events = parse_events(
-                body,
-                request.headers.get("X-Twilio-Email-Event-Webhook-Signature", ""),
-                request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", ""),
-                key,
-            )
-        except ValueError as exc:
-            return _error(403, str(exc))
-        futures = [
-            await topics.feedback.send(key=f.recipient_id.encode(), value=f)
-            for f in from_sendgrid(events)
-        ]
-        for future in futures:
-            await future
-        return web.Response(status=204)
-
-
-@app.page("/health")
-class Health(View):  # type: ignore[misc]
-    """Readiness: 200 once tables are recovered and partitions are assigned."""
-
-    async def get(self, request: web.Request) -> web.Response:
-        assigned = len(app.consumer.assignment()) if app.consumer else 0
-        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-        body: dict[str, Any] = {
-            "ready": bool(recovered and assigned and not app.rebalancing),
-            "assigned_partitions": assigned,
-            "sse_connections": hub.connections(),
-        }
-        return web.Response(
-            text=json.dumps(body),
-            status=200 if body["ready"] else 503,
-            content_type="application/json",
-        )

@@ -1,4 +1,6 @@
-"""The faust.App. `clarion worker` ≡ `faust -A streams.app worker`."""
+"""The assembly point: `build_app(settings)` makes one Clarion worker app (topics, tables,
+then every stage's `install(app, ctx)`). `clarion worker` ≡ `faust -A streams.app worker`:
+the module's `app` attribute is built from the environment's settings on first access."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import gc
 import logging
 import os
 from dataclasses import replace
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import faust
 from faust.exceptions import ConsistencyError
@@ -17,6 +19,9 @@ from streams.catalog import TopicSpec, all_topics
 from streams.consumer import ClarionTransport
 from streams.datadir import DataDirMismatch, check_cluster, consistency_message
 from streams.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from streams.context import StageContext
 
 log = logging.getLogger("clarion.app")
 
@@ -30,6 +35,8 @@ def _refuse(line: str) -> NoReturn:
 
 class ClarionApp(faust.App):  # type: ignore[misc]
     """faust.App that creates Clarion's topics before the consumer subscribes to them."""
+
+    ctx: StageContext  # set by build_app
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -134,25 +141,93 @@ def _revoke_partitions(self: Any, table: Any, tps: set[Any]) -> None:
 
 _faust_rocksdb.Store.revoke_partitions = _revoke_partitions  # type: ignore[method-assign]
 
-app = ClarionApp(get_settings())
 
-# Register tables, agents, sinks and views on the app (they import `app` from here, so
-# these imports come last).
-import agents.confirm  # noqa: E402
-import agents.escalate  # noqa: E402
-import agents.fanout  # noqa: E402
-import agents.feedback  # noqa: E402
-import agents.graph  # noqa: E402
-import agents.ingest  # noqa: E402
-import agents.presence  # noqa: E402
-import agents.profiles  # noqa: E402
-import agents.retry  # noqa: E402
-import agents.route  # noqa: E402, F401
-import sinks.deliver  # noqa: E402
-import sinks.inapp  # noqa: E402
-import sinks.inbox_page  # noqa: E402
-import sinks.metrics_web  # noqa: E402
-import sinks.outbox  # noqa: E402
-import sinks.web  # noqa: E402, F401
-import streams.admin_views  # noqa: E402
-import streams.commands  # noqa: E402, F401
+def build_app(settings: Settings) -> ClarionApp:
+    """A new app with Clarion's topics, tables and every stage installed. Nothing is shared
+    with another app built in the same process; nothing connects to Kafka until it starts."""
+    from agents import (
+        confirm,
+        digest,
+        escalate,
+        fanout,
+        feedback,
+        graph,
+        ingest,
+        presence,
+        profiles,
+        retry,
+        route,
+    )
+    from agents.positions import Positions
+    from logic.render import default_renderer
+    from logic.rules import load_rules
+    from sinks import deliver, inapp, inbox_page, metrics_web, outbox, web
+    from sinks.hub import Hub
+    from sinks.profile_updates import PendingUpdates
+    from sinks.providers.config import ProviderSettings
+    from sinks.providers.factory import build_senders
+    from streams import admin_views, commands
+    from streams.context import StageContext
+    from streams.guard import Guard
+    from streams.topics import Topics
+    from tables.state import Tables
+
+    app = ClarionApp(settings)
+    guard = Guard(settings.fault_injection, settings.dead_letter_max_bytes)
+    topics = Topics(app, settings, guard)
+    tables = Tables(app, settings)
+    positions = Positions(app)
+    ctx = StageContext(
+        app=app,
+        settings=settings,
+        topics=topics,
+        tables=tables,
+        guard=guard,
+        positions=positions,
+        windows=digest.WindowIndex(app, settings, topics, tables.digests, positions),
+        rules=load_rules(settings.rules_path),
+        renderer=default_renderer(),
+        hub=Hub(),
+        senders=build_senders(ProviderSettings()),
+        pending=PendingUpdates(),
+    )
+    app.ctx = ctx
+    # The order the modules used to be imported in (agents register in this order).
+    for stage in (
+        escalate,
+        confirm,
+        fanout,
+        feedback,
+        ingest,
+        graph,
+        presence,
+        profiles,
+        retry,
+        digest,
+        route,
+        deliver,
+        inapp,
+        outbox,
+        inbox_page,
+        metrics_web,
+        web,
+        admin_views,
+    ):
+        stage.install(app, ctx)
+    del commands  # imported for its side effect: `clarion token` … on Faust's CLI
+    return app
+
+
+_built: ClarionApp | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """`streams.app.app`: the worker's app, built once from the environment (get_settings)
+    when first asked for — by `faust -A streams.app` or `clarion worker` — and not on import,
+    so the commands that need no worker (streams/cli.py) never build it."""
+    global _built
+    if name == "app":
+        if _built is None:
+            _built = build_app(get_settings())
+        return _built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,14 +1,52 @@
 """The `clarion` console command: the Faust app's CLI (worker, agents, tables…) plus
-Clarion's own commands (`clarion demo`, `clarion token`,
-`clarion replay`)."""
+Clarion's own commands (`clarion demo`, `clarion token`, `clarion gateway`,
+`clarion replay`).
+
+Clarion's own commands need the settings only: they run without building the worker's app
+(streams/commands.py). Every other command gets the app, built on first use (streams/app.py).
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+
+import click
+
+
+def subcommand(args: Sequence[str]) -> str | None:
+    """The command name in `args` (what follows `clarion` and its global options)."""
+    from faust.cli.faust import cli
+
+    takes_value = {
+        name
+        for param in cli.params
+        if isinstance(param, click.Option) and not param.is_flag and not param.count
+        for name in param.opts
+    }
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--":
+            return next(rest, None)
+        if arg.startswith("-"):
+            if arg in takes_value:
+                next(rest, None)  # the option's value
+            continue
+        return arg
+    return None
+
 
 def main() -> None:
-    from streams.app import app
+    from streams import commands  # registers Clarion's commands on Faust's CLI
 
-    app.main()
+    if subcommand(sys.argv[1:]) in commands.APP_FREE:
+        from faust.cli.faust import cli
+
+        cli()  # no app: Faust's CLI with a plain Command needs none
+    else:
+        from streams.app import app
+
+        app.main()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from aiokafka.errors import MessageSizeTooLargeError
 from faust.types import Message
 
 from logic import deadletter
-from streams.app import app
 
 log = logging.getLogger("clarion.deadletter")
 _BACKOFF_FIRST_S = 0.5
@@ -43,10 +42,12 @@ async def send(
     key: bytes | None,
     value: bytes | None,
     headers: Mapping[str, bytes],
+    *,
+    budget: int,
 ) -> None:
-    """Dead-letter (key, value, headers) for `message` and return once the broker has it."""
+    """Dead-letter (key, value, headers) for `message` and return once the broker has it;
+    `budget` is the most bytes it may take (settings.dead_letter_max_bytes)."""
     message.incref()  # hold the source offset until the dead letter is acknowledged
-    budget = app.settings.dead_letter_max_bytes
     delay = _BACKOFF_FIRST_S
     while True:
         fitted, out = deadletter.fit(key, value, headers, budget)

@@ -29,51 +29,58 @@ class InjectedFault(RuntimeError):
     """Raised by a stage for a record named in CLARION_FAULT_INJECTION (drills and tests)."""
 
 
-_faults: frozenset[tuple[str, bytes]] = frozenset()
+class Guard:
+    """One app's stage guard: the faults CLARION_FAULT_INJECTION names, and the size budget
+    of its dead letters (settings.dead_letter_max_bytes)."""
 
+    REASON_STAGE_ERROR = REASON_STAGE_ERROR
+    REASON_UNDECODABLE = REASON_UNDECODABLE
 
-def install_faults(spec: str) -> None:
-    global _faults
-    _faults = parse_faults(spec)
+    def __init__(self, fault_spec: str, dead_letter_budget: int) -> None:
+        self._faults = parse_faults(fault_spec)
+        self.dead_letter_budget = dead_letter_budget
 
-
-async def dead_letter_message(
-    dlq: faust.TopicT, message: Message, reason: str, exc: BaseException, stage: str
-) -> None:
-    """The message's key and bytes untouched on `dlq`, with the reason in headers; returns
-    once the broker has it (streams/deadletter.py retries and holds the record until then)."""
-    headers = dlq_headers(
-        reason,
-        describe_failure(exc),
-        (message.topic, message.partition, message.offset),
-        datetime.now(UTC),
-        stage=stage,
-    )
-    await deadletter.send(dlq, message, message.key, message.value, headers)
-    metrics.events_dead_lettered.labels(reason).inc()
-
-
-async def guarded(
-    stage: str,
-    dlq: faust.TopicT,
-    message: Message,
-    work: Awaitable[Any],
-) -> None:
-    """Await one record's processing; if it raises, dead-letter the record and return."""
-    try:
-        if _faults and (stage, message.key) in _faults:
-            if asyncio.iscoroutine(work):
-                work.close()  # never started: close it so it is not reported as un-awaited
-            raise InjectedFault(f"injected fault in {stage}")
-        await work
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # any failure of one record, by design
-        log.exception(
-            "%s failed on %s[%d]@%d; dead-lettered",
-            stage,
-            message.topic,
-            message.partition,
-            message.offset,
+    async def dead_letter_message(
+        self, dlq: faust.TopicT, message: Message, reason: str, exc: BaseException, stage: str
+    ) -> None:
+        """The message's key and bytes untouched on `dlq`, with the reason in headers; returns
+        once the broker has it (streams/deadletter.py retries and holds the record until
+        then)."""
+        headers = dlq_headers(
+            reason,
+            describe_failure(exc),
+            (message.topic, message.partition, message.offset),
+            datetime.now(UTC),
+            stage=stage,
         )
-        await dead_letter_message(dlq, message, REASON_STAGE_ERROR, exc, stage)
+        await deadletter.send(
+            dlq, message, message.key, message.value, headers, budget=self.dead_letter_budget
+        )
+        metrics.events_dead_lettered.labels(reason).inc()
+
+    async def guarded(
+        self,
+        stage: str,
+        dlq: faust.TopicT,
+        message: Message,
+        work: Awaitable[Any],
+    ) -> None:
+        """Await one record's processing; if it raises, dead-letter the record and return."""
+        _faults = self._faults
+        try:
+            if _faults and (stage, message.key) in _faults:
+                if asyncio.iscoroutine(work):
+                    work.close()  # never started: close it so it is not reported as un-awaited
+                raise InjectedFault(f"injected fault in {stage}")
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure of one record, by design
+            log.exception(
+                "%s failed on %s[%d]@%d; dead-lettered",
+                stage,
+                message.topic,
+                message.partition,
+                message.offset,
+            )
+            await self.dead_letter_message(dlq, message, REASON_STAGE_ERROR, exc, stage)

@@ -4,7 +4,7 @@ made while processing partition p reads partition p's store: the co-partitioned 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
@@ -12,99 +12,113 @@ from schemas.codec import PydanticCodec
 from schemas.graph import FanoutProgress
 from schemas.notifications import InboxItem
 from schemas.users import ContactPoints, Preferences
-from streams.app import app
 
-_settings = app.settings
-# Faust's default block cache is 2 GiB per store: size it for many partitions on one host.
-_ROCKSDB_OPTIONS = {
-    "block_cache_size": _settings.rocksdb_block_cache_mb * 1024 * 1024,
-    "write_buffer_size": 16 * 1024 * 1024,
-}
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 
-def _table(name: str, value_serializer: Any, help: str, **kwargs: Any) -> faust.Table:
-    table = app.Table(
-        name,
-        key_type=bytes,  # raw key bytes, as on the topics
-        partitions=_settings.partitions,
-        options=_ROCKSDB_OPTIONS | kwargs.pop("options", {}),
-        help=help,
-        **kwargs,
-    )
-    # Table() takes no serializer argument; the store and changelog topic are built lazily
-    # from this attribute, so setting it here (before the worker starts) is enough.
-    table.value_serializer = value_serializer  # type: ignore[attr-defined]
-    return table  # type: ignore[return-value]
+def _rocksdb_options(settings: Settings) -> dict[str, Any]:
+    # Faust's default block cache is 2 GiB per store: size it for many partitions on one host.
+    return {
+        "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
+        "write_buffer_size": 16 * 1024 * 1024,
+    }
 
 
-preferences = _table(
-    "preferences", PydanticCodec(Preferences), "user id -> Preferences (compacted topic)"
-)
-contacts = _table(
-    "contacts", PydanticCodec(ContactPoints), "user id -> ContactPoints (compacted topic)"
-)
-# Dedupe is bounded by time, not by code: RocksDB's TTL drops old keys from the local store
-# at compaction and the changelog's delete policy drops them from Kafka, so a restore never
-# brings them back.
-seen_events = _table(
-    "seen-events",
-    "json",
-    "event id -> [ingress offset, first-seen unix time] (dedupe)",
-    options={"ttl": _settings.dedupe_horizon_s},
-    extra_topic_configs={
-        "cleanup.policy": "compact,delete",
-        "retention.ms": str(_settings.dedupe_horizon_s * 1000),
-    },
-)
-# Open aggregation windows (DigestWindow JSON) keyed "recipient\x1fgroup key", plus one
-# progress record per partition; see agents/digest.py.
-digests = _table("digests", "json", "recipient+group -> open aggregation window")
-# Token buckets keyed "recipient\x1fchannel" -> [tokens, updated_at].
-buckets = _table("buckets", "json", "recipient+channel -> token bucket [tokens, updated_at]")
-inbox = _table(
-    "inbox", PydanticCodec(list[InboxItem]), "user id -> newest in-app items (SSE resume)"
-)
-# Idempotency ledger: "recipient\x1fdelivery id" -> [unix time sent, provider message id].
-# A delivery id is a hash of (notification id, channel, target), so a redelivery after a
-# crash or rebalance, a retry racing its original, or a replay finds it and is skipped.
-# Kept for CLARION_LEDGER_HORIZON_S, like the dedupe table.
-ledger = _table(
-    "ledger",
-    "json",
-    "recipient+delivery id -> [sent at, provider message id] (idempotency)",
-    options={"ttl": _settings.ledger_horizon_s},
-    extra_topic_configs={
-        "cleanup.policy": "compact,delete",
-        "retention.ms": str(_settings.ledger_horizon_s * 1000),
-    },
-)
-# Critical notifications the user confirmed: "recipient\x1fnotification id" -> unix time.
-# Presence: user id -> {gateway id: epoch} (where the user has connections), plus one lease
-# row per gateway in every partition (logic.presence.lease_key -> [epoch, expires at]).
-presence = _table("presence", "json", "user id -> {gateway: epoch}; gateway leases")
-confirmed = _table(
-    "confirmed",
-    "json",
-    "recipient+notification id -> confirmed at (stops escalation)",
-    options={"ttl": _settings.ledger_horizon_s},
-    extra_topic_configs={
-        "cleanup.policy": "compact,delete",
-        "retention.ms": str(_settings.ledger_horizon_s * 1000),
-    },
-)
-# The follow graph, one row per edge: "<actor>/<follower>" -> followed-at unix time. Rows
-# are spread over all partitions by the edge key, so a celebrity's 50 million followers are
-# 50 million small rows on every partition, never one value; the fan-out pages each
-# partition's share with a range scan (tables/scan.py).
-followers = _table("followers", "json", "actor/follower -> followed at (the follow graph)")
-# Fan-out checkpoints: "<broadcast event id>/<partition>" -> FanoutProgress.
-fanout = _table(
-    "fanout",
-    PydanticCodec(FanoutProgress),
-    "broadcast/partition -> fan-out progress (resume point)",
-    options={"ttl": _settings.ledger_horizon_s},
-    extra_topic_configs={
-        "cleanup.policy": "compact,delete",
-        "retention.ms": str(_settings.ledger_horizon_s * 1000),
-    },
-)
+class Tables:
+    """One app's tables, one attribute each (see the comments for their rows)."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        _settings = settings
+        _ROCKSDB_OPTIONS = _rocksdb_options(settings)
+
+        def _table(name: str, value_serializer: Any, help: str, **kwargs: Any) -> faust.Table:
+            table = app.Table(
+                name,
+                key_type=bytes,  # raw key bytes, as on the topics
+                partitions=_settings.partitions,
+                options=_ROCKSDB_OPTIONS | kwargs.pop("options", {}),
+                help=help,
+                **kwargs,
+            )
+            # Table() takes no serializer argument; the store and changelog topic are built
+            # lazily from this attribute, so setting it here (before the worker starts) is
+            # enough.
+            table.value_serializer = value_serializer  # type: ignore[attr-defined]
+            return table  # type: ignore[return-value]
+
+        self.preferences = _table(
+            "preferences", PydanticCodec(Preferences), "user id -> Preferences (compacted topic)"
+        )
+        self.contacts = _table(
+            "contacts", PydanticCodec(ContactPoints), "user id -> ContactPoints (compacted topic)"
+        )
+        # Dedupe is bounded by time, not by code: RocksDB's TTL drops old keys from the local store
+        # at compaction and the changelog's delete policy drops them from Kafka, so a restore never
+        # brings them back.
+        self.seen_events = _table(
+            "seen-events",
+            "json",
+            "event id -> [ingress offset, first-seen unix time] (dedupe)",
+            options={"ttl": _settings.dedupe_horizon_s},
+            extra_topic_configs={
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(_settings.dedupe_horizon_s * 1000),
+            },
+        )
+        # Open aggregation windows (DigestWindow JSON) keyed "recipient\x1fgroup key", plus one
+        # progress record per partition; see agents/digest.py.
+        self.digests = _table("digests", "json", "recipient+group -> open aggregation window")
+        # Token buckets keyed "recipient\x1fchannel" -> [tokens, updated_at].
+        self.buckets = _table(
+            "buckets", "json", "recipient+channel -> token bucket [tokens, updated_at]"
+        )
+        self.inbox = _table(
+            "inbox", PydanticCodec(list[InboxItem]), "user id -> newest in-app items (SSE resume)"
+        )
+        # Idempotency ledger: "recipient\x1fdelivery id" -> [unix time sent, provider message id].
+        # A delivery id is a hash of (notification id, channel, target), so a redelivery after a
+        # crash or rebalance, a retry racing its original, or a replay finds it and is skipped.
+        # Kept for CLARION_LEDGER_HORIZON_S, like the dedupe table.
+        self.ledger = _table(
+            "ledger",
+            "json",
+            "recipient+delivery id -> [sent at, provider message id] (idempotency)",
+            options={"ttl": _settings.ledger_horizon_s},
+            extra_topic_configs={
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(_settings.ledger_horizon_s * 1000),
+            },
+        )
+        # Critical notifications the user confirmed: "recipient\x1fnotification id" -> unix time.
+        # Presence: user id -> {gateway id: epoch} (where the user has connections), plus one lease
+        # row per gateway in every partition (logic.presence.lease_key -> [epoch, expires at]).
+        self.presence = _table("presence", "json", "user id -> {gateway: epoch}; gateway leases")
+        self.confirmed = _table(
+            "confirmed",
+            "json",
+            "recipient+notification id -> confirmed at (stops escalation)",
+            options={"ttl": _settings.ledger_horizon_s},
+            extra_topic_configs={
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(_settings.ledger_horizon_s * 1000),
+            },
+        )
+        # The follow graph, one row per edge: "<actor>/<follower>" -> followed-at unix time. Rows
+        # are spread over all partitions by the edge key, so a celebrity's 50 million followers are
+        # 50 million small rows on every partition, never one value; the fan-out pages each
+        # partition's share with a range scan (tables/scan.py).
+        self.followers = _table(
+            "followers", "json", "actor/follower -> followed at (the follow graph)"
+        )
+        # Fan-out checkpoints: "<broadcast event id>/<partition>" -> FanoutProgress.
+        self.fanout = _table(
+            "fanout",
+            PydanticCodec(FanoutProgress),
+            "broadcast/partition -> fan-out progress (resume point)",
+            options={"ttl": _settings.ledger_horizon_s},
+            extra_topic_configs={
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(_settings.ledger_horizon_s * 1000),
+            },
+        )

@@ -324,7 +324,10 @@ async def test_followers_are_gathered_from_every_partition(group: Group) -> None
 
 
 async def test_openapi_lists_every_admin_route_and_is_valid(group: Group) -> None:
-    from streams.app import app  # the same views the workers registered
+    from streams.app import build_app
+    from streams.settings import get_settings
+
+    app = build_app(get_settings())  # the same views the workers register
 
     doc = (await _get(group.a.url + "/admin/openapi.json", headers={})).json()
     validate(doc)

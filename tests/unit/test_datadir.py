@@ -53,7 +53,9 @@ def test_the_app_exits_with_that_line_on_a_consistency_error(tmp_path: Path) -> 
     code = (
         "from faust.exceptions import ConsistencyError\n"
         "from faust.tables.recovery import E_PERSISTED_OFFSET\n"
-        "from streams.app import app\n"
+        "from streams.app import build_app\n"
+        "from streams.settings import get_settings\n"
+        "app = build_app(get_settings())\n"
         "app._crash(ConsistencyError(E_PERSISTED_OFFSET.format('TP(x, 0)', 12, 3)))\n"
         "print('still running')\n"
     )

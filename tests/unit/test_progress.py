@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from logic.progress import ProcessedPositions, is_caught_up
 
 TP = ("events.social", 3)
@@ -55,19 +57,24 @@ def test_a_position_taken_in_another_generation_is_ignored() -> None:
     assert len(p) == 1
 
 
-async def test_the_apps_revocation_signal_forgets_positions() -> None:
+async def test_the_apps_revocation_signal_forgets_positions(tmp_path: Path) -> None:
     """agents/positions.py is connected to Faust's on_partitions_revoked: sent as Faust sends
-    it (after the agents finished their records), the revoked partitions' positions go."""
+    it (after the agents finished their records), the revoked partitions' positions go —
+    those of the app whose partitions were revoked, not another app's."""
     from faust.types import TP as FaustTP
 
-    from agents import positions
-    from streams.app import app
+    from streams.app import build_app
+    from streams.settings import Settings
 
+    app = build_app(Settings(data_dir=tmp_path / "a"))
+    other = build_app(Settings(data_dir=tmp_path / "b"))
+    positions = app.ctx.positions
     kept, revoked = FaustTP("events.social", 1), FaustTP("events.social", 2)
     positions.observe(kept, 5)
     positions.observe(revoked, 7)
+    other.ctx.positions.observe(revoked, 9)
     await app.on_partitions_revoked.send({revoked})
     generation = app.consumer_generation_id
     assert positions._processed_next.next_offset(revoked, generation) is None
     assert positions._processed_next.next_offset(kept, generation) == 6
-    positions.forget({kept})
+    assert other.ctx.positions._processed_next.next_offset(revoked, generation) == 10
