@@ -50,6 +50,7 @@ def smaller_budget(budget: int, size: int) -> int:
     """After the broker refused `size` bytes: the next budget to try (halving, floored)."""
     return max(MIN_BUDGET, min(budget, size) // 2)
 
+
 REASON = "clarion.dlq.reason"
 DETAIL = "clarion.dlq.detail"
 STAGE = "clarion.dlq.stage"
