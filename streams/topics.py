@@ -7,7 +7,6 @@ from typing import Any
 
 import faust
 
-from schemas.codec import PydanticCodec
 from schemas.common import Channel, Lane
 from schemas.control import Confirmation, EscalationStep, ProviderFeedback, RetryRequest
 from schemas.events import LiveStartedEvent
@@ -17,6 +16,7 @@ from schemas.presence import GatewayPush, PresenceEvent
 from schemas.users import ContactPoints, Preferences
 from streams import catalog, guard
 from streams.app import app
+from streams.codec import PydanticCodec
 
 _settings = app.settings
 guard.install_faults(_settings.fault_injection)

@@ -8,11 +8,11 @@ from typing import Any
 
 import faust
 
-from schemas.codec import PydanticCodec
 from schemas.graph import FanoutProgress
 from schemas.notifications import InboxItem
 from schemas.users import ContactPoints, Preferences
 from streams.app import app
+from streams.codec import PydanticCodec
 
 _settings = app.settings
 # Faust's default block cache is 2 GiB per store: size it for many partitions on one host.
