@@ -20,9 +20,9 @@ from schemas.common import Channel, Lane
 from schemas.control import EscalationStep
 from schemas.notifications import Delivery, Notification, ReceiptStatus
 from schemas.users import ContactPoints, Preferences
-from sinks import presence, receipts
-from streams import metrics, topics
+from streams import metrics, receipts, topics
 from streams.app import app
+from tables import presence
 from tables.state import buckets, contacts, preferences
 
 rules = load_rules(app.settings.rules_path)

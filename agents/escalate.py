@@ -22,8 +22,7 @@ from agents.delay import run_when_due
 from logic.ownership import owns_lane
 from schemas.control import EscalationStep
 from schemas.notifications import ReceiptStatus
-from sinks import receipts
-from streams import metrics, topics
+from streams import metrics, receipts, topics
 from streams.app import app
 from tables.state import confirmed
 

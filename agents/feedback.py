@@ -14,9 +14,9 @@ from logic.ownership import owns_laneless
 from schemas.common import Channel
 from schemas.control import FeedbackKind, ProviderFeedback
 from schemas.notifications import Receipt, ReceiptStatus
-from sinks.profile_updates import disable_channel, remove_address
 from streams import deadletter, topics
 from streams.app import app
+from tables.profile_updates import disable_channel, remove_address
 
 _STATUS = {
     FeedbackKind.DELIVERED: ReceiptStatus.DELIVERED,

@@ -14,9 +14,9 @@ import faust
 
 from logic.presence import connected, disconnected, lease_key
 from schemas.presence import PresenceEvent, PresenceKind
-from sinks import presence as gateway_route
 from streams import topics
 from streams.app import app
+from tables import presence as gateway_route
 from tables.state import inbox, presence
 
 log = logging.getLogger("clarion.presence")

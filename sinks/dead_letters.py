@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 
 from logic.masking import mask_address
 from schemas.notifications import Delivery, ReceiptStatus
-from sinks import receipts
-from streams import metrics, topics
+from streams import metrics, receipts, topics
 
 log = logging.getLogger("clarion.dlq")
 

@@ -11,7 +11,7 @@ it if expired, wait for the provider's pace, send, and then by outcome:
 - permanent: `dlq.deliveries` with the reason, plus removing a dead target from the user's
   contact points, or recording a STOP as an SMS opt-out.
 Sends run concurrently (CLARION_SINK_CONCURRENCY per agent) and a record is acked only
-when it and every earlier one of its partition are finished (sinks/ackwindow.py).
+when it and every earlier one of its partition are finished (logic/ackwindow.py).
 Channels without a configured provider fall back to the console outbox (sinks/outbox.py).
 """
 
@@ -26,21 +26,20 @@ from typing import Any
 
 import faust
 
+from logic.ackwindow import AckWindow, KeyedChain
 from logic.backoff import RetryPolicy, retry_delay
 from logic.claims import Claims, copy_reason
 from logic.pacing import Pacer
 from schemas.common import Channel
 from schemas.control import RetryRequest
 from schemas.notifications import Delivery, ReceiptStatus
-from sinks import receipts
-from sinks.ackwindow import AckWindow, KeyedChain
 from sinks.dead_letters import dead_letter
-from sinks.profile_updates import disable_channel, remove_address
 from sinks.providers.base import Outcome, Sender, SendResult
 from sinks.providers.config import ProviderSettings
 from sinks.providers.factory import build_senders
-from streams import metrics, topics
+from streams import metrics, receipts, topics
 from streams.app import app
+from tables.profile_updates import disable_channel, remove_address
 from tables.state import ledger
 
 log = logging.getLogger("clarion.deliver")

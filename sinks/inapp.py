@@ -10,10 +10,10 @@ import faust
 from logic.inbox import append_item, contains, next_seq
 from schemas.common import Channel
 from schemas.notifications import Delivery, InboxItem, ReceiptStatus
-from sinks import presence, receipts
 from sinks.hub import Hub
-from streams import metrics, topics
+from streams import metrics, receipts, topics
 from streams.app import app
+from tables import presence
 from tables.state import inbox
 
 hub = Hub()

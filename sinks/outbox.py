@@ -12,9 +12,8 @@ import faust
 from logic.masking import mask_address
 from schemas.common import Channel
 from schemas.notifications import Delivery, ReceiptStatus
-from sinks import receipts
 from sinks.deliver import senders
-from streams import metrics, topics
+from streams import metrics, receipts, topics
 from streams.app import app
 
 log = logging.getLogger("clarion.outbox")
