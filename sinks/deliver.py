@@ -36,7 +36,7 @@ from schemas.notifications import Delivery, ReceiptStatus
 from sinks.dead_letters import dead_letter
 from sinks.providers.base import Outcome, Sender, SendResult
 from sinks.providers.config import ProviderSettings
-from sinks.providers.factory import build_senders
+from sinks.providers.factory import build_senders, close_senders
 from streams import metrics, receipts, topics
 from streams.app import app
 from tables.profile_updates import disable_channel, remove_address
@@ -214,5 +214,4 @@ class _CloseSenders(faust.Service):  # type: ignore[misc]
     """Close the SDK clients (connection pools, thread pools) when the worker stops."""
 
     async def on_stop(self) -> None:
-        for sender in senders.values():
-            await sender.aclose()
+        await close_senders(senders)
