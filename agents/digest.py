@@ -1,7 +1,7 @@
 """digest: tumbling aggregation windows per (recipient, group key), flushed by ticks.
 
 Why not Faust's windowed tables: their expiry runs on a wall-clock timer, restored windows
-never expire, and one close watermark is shared by all partitions (FAUST_NOTES.md). Here an
+never expire, and one close watermark is shared by all partitions. Here an
 open window is a plain row in the changelog-backed `digests` table and Clarion decides when
 it goes out:
 

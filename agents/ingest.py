@@ -115,7 +115,7 @@ async def _one(event: faust.EventT) -> None:
 
 
 # One agent per ingress topic, so a backlog on one domain's topic is not queued in front
-# of another's. concurrency=1: the agent writes a table (FAUST_NOTES.md, "Agents and tables").
+# of another's. concurrency=1: it writes a table (docs/architecture.md, "Guarantees").
 _served_ingress = frozenset(
     _settings.topic(name) for name in INGRESS_LANE if INGRESS_LANE[name] in _settings.served_lanes
 )
