@@ -22,7 +22,7 @@ from schemas.control import ClientAction, Confirmation
 from schemas.notifications import Receipt, ReceiptStatus
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
+    from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 

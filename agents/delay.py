@@ -12,7 +12,7 @@ from typing import Any
 
 import faust
 
-from sinks.ackwindow import AckWindow
+from logic.ackwindow import AckWindow
 
 
 async def run_when_due(

@@ -18,8 +18,8 @@ from schemas.common import Channel, Lane
 from schemas.control import EscalationStep
 from schemas.notifications import Delivery, Notification, ReceiptStatus
 from schemas.users import ContactPoints, Preferences
-from sinks import presence, receipts
-from streams import metrics
+from streams import metrics, receipts
+from tables import presence
 
 if TYPE_CHECKING:
     from streams.context import StageContext

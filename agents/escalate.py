@@ -22,11 +22,10 @@ from agents.delay import run_when_due
 from logic.ownership import owns_lane
 from schemas.control import EscalationStep
 from schemas.notifications import ReceiptStatus
-from sinks import receipts
-from streams import metrics
+from streams import metrics, receipts
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
+    from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 

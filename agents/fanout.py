@@ -40,7 +40,7 @@ from schemas.graph import FanoutTask
 from tables.scan import keys_with_prefix
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
+    from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 log = logging.getLogger("clarion.fanout")

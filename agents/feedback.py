@@ -16,11 +16,11 @@ from logic.ownership import owns_laneless
 from schemas.common import Channel
 from schemas.control import FeedbackKind, ProviderFeedback
 from schemas.notifications import Receipt, ReceiptStatus
-from sinks.profile_updates import disable_channel, remove_address
 from streams import deadletter
+from tables.profile_updates import disable_channel, remove_address
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
+    from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 _STATUS = {

@@ -20,7 +20,7 @@ from schemas.graph import FollowEdge
 from streams import deadletter
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
+    from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 log = logging.getLogger("clarion.graph")

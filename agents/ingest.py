@@ -25,7 +25,7 @@ from streams import deadletter, metrics
 from streams.catalog import INGRESS_LANE
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
+    from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 log = logging.getLogger("clarion.ingest")
@@ -116,7 +116,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
         )
 
     # One agent per ingress topic, so a backlog on one domain's topic is not queued in front
-    # of another's. concurrency=1: the agent writes a table (FAUST_NOTES.md, "Agents and tables").
+    # of another's. concurrency=1: the agent writes a table (docs/architecture.md, "Guarantees").
     _served_ingress = frozenset(
         _settings.topic(name)
         for name in INGRESS_LANE

@@ -15,10 +15,10 @@ import faust
 
 from logic.presence import connected, disconnected, lease_key
 from schemas.presence import PresenceEvent, PresenceKind
-from sinks import presence as gateway_route
+from tables import presence as gateway_route
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
+    from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 log = logging.getLogger("clarion.presence")

@@ -22,7 +22,7 @@ from logic.replay import Source
 from streams import metrics
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
+    from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 log = logging.getLogger("clarion.profiles")

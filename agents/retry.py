@@ -17,7 +17,7 @@ from schemas.control import RetryRequest
 from streams import metrics
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
+    from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 

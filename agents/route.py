@@ -18,7 +18,7 @@ from schemas.common import Lane
 from schemas.notifications import Notification, ReceiptStatus
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
+    from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 

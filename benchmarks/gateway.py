@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -161,15 +161,6 @@ class Fleet:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
-
-
-@contextlib.asynccontextmanager
-async def fleet(url: str, users: Sequence[str], marker: bytes) -> AsyncIterator[Fleet]:
-    f = Fleet(url, users, marker)
-    try:
-        yield f
-    finally:
-        await f.close()
 
 
 def fan_in_stats(received: Sequence[tuple[float, bytes]], expected: int) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
+from logic.topic_names import delivery_topic, lane_topic
 from schemas.common import Channel, Lane
-from streams.catalog import delivery_topic, lane_topic
 
 
 class PartitionOffsets(NamedTuple):

@@ -1,6 +1,6 @@
 """How far a worker has processed each of its partitions, and whether one is caught up.
 
-Pure logic (no Faust): agents/positions.py feeds it the consumer's generation, committed
+Pure logic (no Faust): streams/positions.py feeds it the consumer's generation, committed
 offsets and highwaters.
 
 A processed position is only true for the assignment it was taken in. Once a partition is

@@ -80,10 +80,6 @@ class Renderer:
         if missing:
             raise ValueError(f"no {DEFAULT_LOCALE!r} template for {missing}")
 
-    @property
-    def locales(self) -> list[str]:
-        return sorted({locale for locale, _ in self._templates})
-
     def _candidates(self, locale: str, category: Category) -> list[tuple[str, Template, Template]]:
         """The user's template (locale, then its language), then the default locale's."""
         order = [c for c in (locale, locale.split("-")[0]) if (c, category) in self._templates]

@@ -30,12 +30,8 @@ def group_key(n: Notification, rule: CategoryRule) -> str:
 
 
 def window_key(recipient_id: str, group: str) -> str:
-    # \x1f cannot appear in an Id, so the split back is unambiguous.
+    # \x1f cannot appear in an Id, so "<recipient>\x1f" is an unambiguous prefix (admin scans).
     return f"{recipient_id}\x1f{group}"
-
-
-def recipient_of(key: str) -> str:
-    return key.split("\x1f", 1)[0]
 
 
 def window_time(occurred_at: float, record_time: float) -> float:

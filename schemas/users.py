@@ -15,8 +15,8 @@ from pydantic import (
     field_validator,
 )
 
-from logic.quiet_hours import parse_quiet_hours
 from schemas.common import Category, Channel, Id
+from schemas.quiet_hours import parse_quiet_hours
 
 
 class DigestFrequency(StrEnum):

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 
 from logic.masking import mask_address
 from schemas.notifications import Delivery, ReceiptStatus
-from sinks import receipts
-from streams import metrics
+from streams import metrics, receipts
 
 if TYPE_CHECKING:
     from streams.context import StageContext

@@ -11,7 +11,7 @@ it if expired, wait for the provider's pace, send, and then by outcome:
 - permanent: `dlq.deliveries` with the reason, plus removing a dead target from the user's
   contact points, or recording a STOP as an SMS opt-out.
 Sends run concurrently (CLARION_SINK_CONCURRENCY per agent) and a record is acked only
-when it and every earlier one of its partition are finished (sinks/ackwindow.py).
+when it and every earlier one of its partition are finished (logic/ackwindow.py).
 Channels without a configured provider fall back to the console outbox (sinks/outbox.py).
 """
 
@@ -26,22 +26,22 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
+from logic.ackwindow import AckWindow, KeyedChain
 from logic.backoff import RetryPolicy, retry_delay
 from logic.claims import Claims, copy_reason
 from logic.pacing import Pacer
 from schemas.common import Channel
 from schemas.control import RetryRequest
 from schemas.notifications import Delivery, ReceiptStatus
-from sinks import receipts
-from sinks.ackwindow import AckWindow, KeyedChain
 from sinks.dead_letters import dead_letter
-from sinks.profile_updates import disable_channel, remove_address
 from sinks.providers.base import Outcome, Sender, SendResult
-from streams import metrics
+from sinks.providers.factory import close_senders
+from streams import metrics, receipts
+from tables.profile_updates import disable_channel, remove_address
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
-    from streams.context import StageContext
+    from sinks.context import SinkContext
+    from streams.clarion_app import ClarionApp
 
 log = logging.getLogger("clarion.deliver")
 # httpx logs every request at INFO and twilio's client seven lines per request: at
@@ -69,7 +69,7 @@ def ledger_key(delivery: Delivery) -> bytes:
     return f"{delivery.recipient_id}\x1f{delivery.delivery_id}".encode()
 
 
-def install(app: ClarionApp, ctx: StageContext) -> None:
+def install(app: ClarionApp, ctx: SinkContext) -> None:
     """One sink agent per (configured channel, served lane), with this app's pacers, claims
     and retry policy."""
     _settings, topics, ledger, senders = ctx.settings, ctx.topics, ctx.tables.ledger, ctx.senders
@@ -218,5 +218,4 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
         """Close the SDK clients (connection pools, thread pools) when the worker stops."""
 
         async def on_stop(self) -> None:
-            for sender in senders.values():
-                await sender.aclose()
+            await close_senders(senders)

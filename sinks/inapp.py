@@ -11,12 +11,12 @@ import faust
 from logic.inbox import append_item, contains, next_seq
 from schemas.common import Channel
 from schemas.notifications import Delivery, InboxItem, ReceiptStatus
-from sinks import presence, receipts
-from streams import metrics
+from streams import metrics, receipts
+from tables import presence
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
-    from streams.context import StageContext
+    from sinks.context import SinkContext
+    from streams.clarion_app import ClarionApp
 
 
 def to_inbox_item(delivery: Delivery, seq: int) -> InboxItem:
@@ -35,7 +35,7 @@ def to_inbox_item(delivery: Delivery, seq: int) -> InboxItem:
     )
 
 
-def install(app: ClarionApp, ctx: StageContext) -> None:
+def install(app: ClarionApp, ctx: SinkContext) -> None:
     topics, inbox, hub = ctx.topics, ctx.tables.inbox, ctx.hub
 
     async def _deliver_in_app(stream: faust.StreamT[Delivery]) -> None:

@@ -19,7 +19,7 @@ from logic.tokens import InvalidToken, verify_token
 from sinks.client_auth import json_error, token_from
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
+    from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 _STATIC = resources.files("sinks") / "static"

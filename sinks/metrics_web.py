@@ -15,7 +15,7 @@ from streams import metrics
 from streams.consumer import committed_offset
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
+    from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 log = logging.getLogger("clarion.metrics")

@@ -12,17 +12,16 @@ import faust
 from logic.masking import mask_address
 from schemas.common import Channel
 from schemas.notifications import Delivery, ReceiptStatus
-from sinks import receipts
-from streams import metrics
+from streams import metrics, receipts
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
-    from streams.context import StageContext
+    from sinks.context import SinkContext
+    from streams.clarion_app import ClarionApp
 
 log = logging.getLogger("clarion.outbox")
 
 
-def install(app: ClarionApp, ctx: StageContext) -> None:
+def install(app: ClarionApp, ctx: SinkContext) -> None:
     _settings, topics, senders = ctx.settings, ctx.topics, ctx.senders
 
     _file: IO[bytes] | None = None

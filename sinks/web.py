@@ -22,8 +22,8 @@ from sinks.providers.config import ProviderSettings
 from sinks.providers.sendgrid import parse_events
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
-    from streams.context import StageContext
+    from sinks.context import SinkContext
+    from streams.clarion_app import ClarionApp
 
 _KEEPALIVE_S = 15.0
 _WAKE_S = 1.0
@@ -33,7 +33,7 @@ def _sse(item: InboxItem) -> bytes:
     return f"id: {item.id}\nevent: notification\ndata: {item.model_dump_json()}\n\n".encode()
 
 
-def install(app: ClarionApp, ctx: StageContext) -> None:
+def install(app: ClarionApp, ctx: SinkContext) -> None:
     topics, inbox, hub = ctx.topics, ctx.tables.inbox, ctx.hub
     _providers = ProviderSettings()
 

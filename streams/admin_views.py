@@ -51,7 +51,7 @@ from streams.consumer import committed_offset
 from tables import scan
 
 if TYPE_CHECKING:
-    from streams.app import ClarionApp
+    from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 log = logging.getLogger("clarion.admin")

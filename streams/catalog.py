@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# lane_topic and delivery_topic are pure (logic/topic_names.py); imported from here as before.
+from logic.topic_names import delivery_topic, lane_topic
 from schemas.common import Channel, Lane
 
 # Domain services produce to these (any event type on any of them; one topic per domain
@@ -78,14 +80,6 @@ GATEWAY_PARTITIONS = 16
 # of CLARION_MAX_RECORD_BYTES; a dead letter is that record plus headers and framing.
 DEFAULT_MAX_RECORD_BYTES = 2_097_152
 DLQ_HEADROOM_BYTES = 64 * 1024
-
-
-def lane_topic(lane: Lane) -> str:
-    return f"notifications.{lane.value}"
-
-
-def delivery_topic(channel: Channel, lane: Lane) -> str:
-    return f"deliveries.{channel.value}.{lane.value}"
 
 
 @dataclass(frozen=True)

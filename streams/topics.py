@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
-from schemas.codec import PydanticCodec
 from schemas.common import Channel, Lane
 from schemas.control import Confirmation, EscalationStep, ProviderFeedback, RetryRequest
 from schemas.events import LiveStartedEvent
@@ -17,6 +16,7 @@ from schemas.notifications import Delivery, Notification, Receipt
 from schemas.presence import GatewayPush, PresenceEvent
 from schemas.users import ContactPoints, Preferences
 from streams import catalog
+from streams.codec import PydanticCodec
 
 if TYPE_CHECKING:
     from streams.guard import Guard

@@ -4,17 +4,18 @@ made while processing partition p reads partition p's store: the co-partitioned 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import faust
 
-from schemas.codec import PydanticCodec
 from schemas.graph import FanoutProgress
 from schemas.notifications import InboxItem
 from schemas.users import ContactPoints, Preferences
+from streams.codec import PydanticCodec
 
 if TYPE_CHECKING:
     from streams.settings import Settings
+    from streams.topics import Topics
 
 
 def _rocksdb_options(settings: Settings) -> dict[str, Any]:
@@ -122,3 +123,14 @@ class Tables:
                 "retention.ms": str(_settings.ledger_horizon_s * 1000),
             },
         )
+
+
+class TablesAndTopics(Protocol):
+    """What the helpers in tables/ need of a stage's context (streams/context.py, the layer
+    above): they take this, so tables/ never names the context."""
+
+    @property
+    def tables(self) -> Tables: ...
+
+    @property
+    def topics(self) -> Topics: ...

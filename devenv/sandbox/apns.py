@@ -101,12 +101,6 @@ class CertificateAuthority:
         ctx.set_alpn_protocols(["h2"])
         return ctx
 
-    def client_context(self) -> ssl.SSLContext:
-        """What an APNs client passes as ``ssl_context`` to trust this sandbox."""
-        ctx = ssl.create_default_context()
-        self._ca.configure_trust(ctx)
-        return ctx
-
 
 def _validate(headers: dict[str, str], token: str, body: bytes) -> Reply | None:
     """The checks APNs itself makes, before any injected fault."""

@@ -106,16 +106,8 @@ class ProviderSettings(BaseSettings):
     )
 
     @property
-    def fcm_configured(self) -> bool:
-        return self.fcm_credentials_file is not None
-
-    @property
     def apns_configured(self) -> bool:
         return self.apns_key_file is not None
-
-    @property
-    def sendgrid_configured(self) -> bool:
-        return self.sendgrid_api_key is not None
 
     @property
     def twilio_configured(self) -> bool:

@@ -1,7 +1,7 @@
 import asyncio
 import random
 
-from sinks.ackwindow import AckWindow, KeyedChain
+from logic.ackwindow import AckWindow, KeyedChain
 
 
 async def test_acks_follow_offset_order_per_partition_whatever_order_work_ends() -> None:

@@ -58,7 +58,7 @@ def test_a_position_taken_in_another_generation_is_ignored() -> None:
 
 
 async def test_the_apps_revocation_signal_forgets_positions(tmp_path: Path) -> None:
-    """agents/positions.py is connected to Faust's on_partitions_revoked: sent as Faust sends
+    """streams/positions.py is connected to Faust's on_partitions_revoked: sent as Faust sends
     it (after the agents finished their records), the revoked partitions' positions go —
     those of the app whose partitions were revoked, not another app's."""
     from faust.types import TP as FaustTP

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from logic.contacts import with_channel_disabled, without_addresses
 from logic.masking import mask_address
 from schemas.common import Channel
-
-if TYPE_CHECKING:
-    from streams.context import StageContext
+from tables.state import TablesAndTopics
 
 log = logging.getLogger("clarion.profiles")
 
@@ -30,7 +28,14 @@ class PendingUpdates:
     disabled: dict[str, set[Channel]] = field(default_factory=dict)
 
 
-async def remove_address(ctx: StageContext, recipient_id: str, address: str, reason: str) -> None:
+class UpdateContext(TablesAndTopics, Protocol):
+    """What an update needs of a stage's context: tables, topics and the pending changes."""
+
+    @property
+    def pending(self) -> PendingUpdates: ...
+
+
+async def remove_address(ctx: UpdateContext, recipient_id: str, address: str, reason: str) -> None:
     _dead, contacts, topics = ctx.pending.dead, ctx.tables.contacts, ctx.topics
     key = recipient_id.encode()
     current = contacts.get(key)
@@ -49,7 +54,7 @@ async def remove_address(ctx: StageContext, recipient_id: str, address: str, rea
 
 
 async def disable_channel(
-    ctx: StageContext, recipient_id: str, channel: Channel, reason: str
+    ctx: UpdateContext, recipient_id: str, channel: Channel, reason: str
 ) -> None:
     _disabled, preferences, topics = ctx.pending.disabled, ctx.tables.preferences, ctx.topics
     key = recipient_id.encode()

@@ -2,11 +2,12 @@
 
 Faust acks (and later commits) a record when the agent loop moves past it; a sink that
 awaited each provider call in turn would deliver one message per provider round trip.
-Here the consuming agent stays at concurrency 1 (FAUST_NOTES.md, "Agents and tables") and
-hands each record's work to a task, at most `limit` at a time, and a record is acked only
-when its own work *and that of every earlier record of its partition* has finished. The
-committed offset therefore never passes a send still in flight: a crash replays exactly the
-unfinished tail, and the idempotency ledger skips what in it was already sent.
+Here the consuming agent stays at concurrency 1 (it writes tables; docs/architecture.md,
+"Guarantees and why they hold", says why) and hands each record's work to a task, at most
+`limit` at a time, and a record is acked only when its own work *and that of every earlier
+record of its partition* has finished. The committed offset therefore never passes a send
+still in flight: a crash replays exactly the unfinished tail, and the idempotency ledger
+skips what in it was already sent.
 
 No Faust import: records are anything with a partition, and `ack` is passed in.
 """

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas.notifications import Delivery, Receipt, ReceiptStatus
 from streams import metrics
 
 if TYPE_CHECKING:
-    from streams.context import StageContext
+    from streams.topics import Topics
+
+
+class HasTopics(Protocol):
+    """What writing a receipt needs of a stage's context (streams/context.py, a layer up)."""
+
+    @property
+    def topics(self) -> Topics: ...
 
 
 async def record(
-    ctx: StageContext, delivery: Delivery, status: ReceiptStatus, reason: str | None = None
+    ctx: HasTopics, delivery: Delivery, status: ReceiptStatus, reason: str | None = None
 ) -> Awaitable[Any]:
     """Send the receipt; the returned future resolves when the broker has it."""
     receipt = Receipt(

@@ -14,26 +14,26 @@ from schemas.presence import GatewayPush
 from streams import catalog
 
 if TYPE_CHECKING:
-    from streams.context import StageContext
+    from tables.state import TablesAndTopics
 
 
-def lease_of(ctx: StageContext, gateway_id: str) -> Lease | None:
+def lease_of(ctx: TablesAndTopics, gateway_id: str) -> Lease | None:
     # Every partition holds its own copy of each lease row (the gateway sends its LEASE to
     # each one), so the lookup reads the store of the partition being processed.
     row = ctx.tables.presence.get(lease_key(gateway_id))
     return None if row is None else (str(row[0]), float(row[1]))
 
 
-def leases(ctx: StageContext) -> Callable[[str], Lease | None]:
+def leases(ctx: TablesAndTopics) -> Callable[[str], Lease | None]:
     """lease_of for one app, as logic.presence takes it."""
     return lambda gateway_id: lease_of(ctx, gateway_id)
 
 
-def state_of(ctx: StageContext, user_id: str) -> Presence:
+def state_of(ctx: TablesAndTopics, user_id: str) -> Presence:
     return dict(ctx.tables.presence.get(user_id.encode()) or {})
 
 
-def gateways_of(ctx: StageContext, user_id: str, now: float) -> list[str]:
+def gateways_of(ctx: TablesAndTopics, user_id: str, now: float) -> list[str]:
     """Gateways with a live connection of the user (read in the user's partition)."""
     return online_gateways(state_of(ctx, user_id), leases(ctx), now)
 
@@ -50,7 +50,7 @@ def record_time(default: float) -> float:
 
 
 async def forward(
-    ctx: StageContext,
+    ctx: TablesAndTopics,
     user_id: str,
     items: Sequence[InboxItem],
     gateways: Sequence[str],
