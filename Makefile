@@ -34,12 +34,13 @@ integration: chromium kcat $(STAMP)
 # SOAK_RUNS times in a row, each test beside one busy loop per core (CLARION_SOAK_HOG=1). Per
 # run: pass or fail and the figures the tests print; whole logs in var/soak/.
 SOAK_RUNS ?= 5
-SOAK_FIGURES := crash: lost|outage: |kill -9 mid-window:|three workers|like windows|came back|cpu hog:|[0-9]+ (passed|failed|skipped)
+SOAK_FIGURES := crash: lost|outage: |rebalance: [0-9]+ deliveries|failover: |kill -9 mid-window:|three workers|like windows|came back|cpu hog:|[0-9]+ (passed|failed|skipped)
 soak: $(STAMP)  ## the crash/outage/rebalance tests SOAK_RUNS (5) times beside a CPU hog
 	@mkdir -p var/soak; passed=0; \
 	for i in $$(seq 1 $(SOAK_RUNS)); do \
 	  log=var/soak/run-$$i.log; \
 	  if CLARION_SOAK_HOG=1 $(BIN)/pytest -m soak tests/integration -s -p no:cacheprovider \
+	    --basetemp=var/soak/run-$$i \
 	    >$$log 2>&1; then verdict=pass; passed=$$((passed + 1)); else verdict=FAIL; fi; \
 	  echo "soak run $$i/$(SOAK_RUNS): $$verdict (log: $$log)"; \
 	  grep -aE '$(SOAK_FIGURES)' $$log | sed 's/^/    /'; \

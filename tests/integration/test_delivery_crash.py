@@ -323,6 +323,10 @@ async def test_kill_9_one_of_two_workers_only_sends_in_flight_go_out_twice(
                     f"{times[-1]:+} s; receipts {receipts_of.get(d)}"
                 )
     unexplained = sorted(set(not_in_flight) - after_timeout)
+    if unexplained:  # which group events came before: a rebalance, a member expelled?
+        for name in ("w1", "w2"):
+            for line in _group_events(tmp_path / name / "worker.log")[-30:]:
+                report(f"rebalance: {name}: {line}")
     report(
         f"rebalance: {len(expected)} deliveries over 2 workers, one killed -9: lost {len(lost)}, "
         f"dead-lettered {len(dead_ids)}, duplicates {duplicates} ({len(twice)} deliveries), "
@@ -332,3 +336,24 @@ async def test_kill_9_one_of_two_workers_only_sends_in_flight_go_out_twice(
     )
     assert not lost
     assert not unexplained, "sent twice though neither in flight at the kill nor timed out"
+
+
+# aiokafka's and Faust's log lines that say a partition moved and why (a member expelled when
+# its session expired, a rejoin, a revocation, a new generation).
+_GROUP_EVENT = (
+    "Heartbeat",
+    "generation",
+    "Revoking",
+    "rebalanc",
+    "UnknownMember",
+    "Joined group",
+    "Elected",
+    "Successfully synced",
+)
+
+
+def _group_events(log: Path) -> list[str]:
+    if not log.exists():
+        return []
+    lines = log.read_text(errors="replace").splitlines()
+    return [line[:240] for line in lines if any(word in line for word in _GROUP_EVENT)]
