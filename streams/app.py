@@ -21,6 +21,7 @@ from streams.datadir import DataDirMismatch, check_cluster, consistency_message
 from streams.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from sinks.providers.config import ProviderSettings
     from streams.context import StageContext
 
 log = logging.getLogger("clarion.app")
@@ -38,12 +39,12 @@ class ClarionApp(faust.App):  # type: ignore[misc]
 
     ctx: StageContext  # set by build_app
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, store: str = "rocksdb://") -> None:
         self.settings = settings
         super().__init__(
             settings.app_id,
             broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
-            store="rocksdb://",
+            store=store,
             datadir=str(settings.data_dir),
             topic_partitions=settings.partitions,
             topic_replication_factor=settings.replication_factor,
@@ -142,9 +143,19 @@ def _revoke_partitions(self: Any, table: Any, tps: set[Any]) -> None:
 _faust_rocksdb.Store.revoke_partitions = _revoke_partitions  # type: ignore[method-assign]
 
 
-def build_app(settings: Settings) -> ClarionApp:
+def build_app(
+    settings: Settings,
+    *,
+    store: str = "rocksdb://",
+    providers: ProviderSettings | None = None,
+) -> ClarionApp:
     """A new app with Clarion's topics, tables and every stage installed. Nothing is shared
-    with another app built in the same process; nothing connects to Kafka until it starts."""
+    with another app built in the same process; nothing connects to Kafka until it starts.
+
+    `store` is the tables' Faust store URL. Workers use RocksDB (the default); the in-process
+    stage tests (tests/stages/) pass "memory://", which has no files and no RocksDB-only
+    features (TTL, the fan-out's range scans in tables/scan.py). `providers` configures the
+    senders; by default they are read from the environment (CLARION_* provider settings)."""
     from agents import (
         confirm,
         digest,
@@ -164,7 +175,7 @@ def build_app(settings: Settings) -> ClarionApp:
     from sinks import deliver, inapp, inbox_page, metrics_web, outbox, web
     from sinks.hub import Hub
     from sinks.profile_updates import PendingUpdates
-    from sinks.providers.config import ProviderSettings
+    from sinks.providers import config as provider_config
     from sinks.providers.factory import build_senders
     from streams import admin_views, commands
     from streams.context import StageContext
@@ -172,7 +183,9 @@ def build_app(settings: Settings) -> ClarionApp:
     from streams.topics import Topics
     from tables.state import Tables
 
-    app = ClarionApp(settings)
+    if providers is None:
+        providers = provider_config.ProviderSettings()
+    app = ClarionApp(settings, store=store)
     guard = Guard(settings.fault_injection, settings.dead_letter_max_bytes)
     topics = Topics(app, settings, guard)
     tables = Tables(app, settings)
@@ -188,7 +201,7 @@ def build_app(settings: Settings) -> ClarionApp:
         rules=load_rules(settings.rules_path),
         renderer=default_renderer(),
         hub=Hub(),
-        senders=build_senders(ProviderSettings()),
+        senders=build_senders(providers),
         pending=PendingUpdates(),
     )
     app.ctx = ctx
