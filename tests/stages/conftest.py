@@ -67,11 +67,18 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return Clock(monkeypatch)
 
 
+def harness(tmp_path: Path, **settings: Any) -> StageHarness:
+    """The harness of a fresh app with memory tables and no provider configured."""
+    app = build_app(
+        stage_settings(tmp_path, **settings), store="memory://", providers=no_providers()
+    )
+    return StageHarness(app)
+
+
 @pytest.fixture
 async def stage(tmp_path: Path) -> AsyncIterator[StageHarness]:
     """The harness of a fresh app with no provider configured (route, digest, emit)."""
-    app = build_app(stage_settings(tmp_path), store="memory://", providers=no_providers())
-    yield StageHarness(app)
+    yield harness(tmp_path)
 
 
 @pytest.fixture(scope="module")

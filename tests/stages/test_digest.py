@@ -232,3 +232,22 @@ async def test_social_over_the_limit_folds_into_the_next_digest(
     [held] = open_windows(stage)
     assert (held.group_key, held.count) == ("like:photo:p2", 3)
     assert held.deadline > time.time() + 3000  # waits for the next token, about an hour
+
+
+async def test_quiet_hours_that_began_after_the_window_opened_hold_it(
+    stage: StageHarness,
+) -> None:
+    start = past_window()
+    async with digest(stage) as d:
+        for i in range(2):
+            await d.like(start + 1 + i, f"a{i}")
+        # The user turns quiet hours on before the window's tick.
+        now = datetime.now(UTC)
+        quiet = f"{now - timedelta(hours=1):%H:%M}-{now + timedelta(hours=1):%H:%M}"
+        stage.seed(stage.ctx.tables.preferences, UID, preferences(UID, quiet_hours=quiet))
+        await d.tick()
+
+    assert in_app(stage) == []
+    [held] = open_windows(stage)
+    assert held.count == 2
+    assert held.deadline > time.time() + 3000  # until quiet hours end, about an hour

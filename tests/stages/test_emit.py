@@ -8,13 +8,15 @@ import math
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from logic.ids import delivery_id
 from logic.partitioning import partition_of
 from logic.render import GENERIC
 from schemas.common import Category, Channel
-from tests.stages.conftest import PARTITIONS
+from tests.stages.conftest import PARTITIONS, harness
 from tests.stages.harness import StageHarness
 from tests.stages.inputs import contacts, notification, preferences
 
@@ -103,7 +105,14 @@ async def test_the_token_bucket_throttles_push_but_never_in_app(stage: StageHarn
     assert bucket.json()[0] < 1  # no whole token left
 
 
-async def test_critical_is_never_rate_limited(stage: StageHarness) -> None:
+async def test_critical_is_never_rate_limited(tmp_path: Path) -> None:
+    """Not even when the rules give a critical category a rate class: the lane decides."""
+    text = resources.files("logic").joinpath("rules.toml").read_text()
+    payment = '[categories.payment]\nlane = "critical"\n'
+    assert payment in text
+    rules = tmp_path / "rules.toml"
+    rules.write_text(text.replace(payment, payment + 'rate_class = "high"\n'))
+    stage = harness(tmp_path, rules_path=rules)
     stage.seed(stage.ctx.tables.contacts, UID, contacts(UID))
     stage.seed(stage.ctx.tables.preferences, UID, preferences(UID, rate_limits={"push": 1}))
     async with stage.run("route.high") as high, stage.run("route.critical") as critical:
