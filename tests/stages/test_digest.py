@@ -251,3 +251,25 @@ async def test_quiet_hours_that_began_after_the_window_opened_hold_it(
     [held] = open_windows(stage)
     assert held.count == 2
     assert held.deadline > time.time() + 3000  # until quiet hours end, about an hour
+
+
+async def test_opt_outs_apply_when_a_window_is_flushed(stage: StageHarness) -> None:
+    stage.seed(stage.ctx.tables.preferences, UID, preferences(UID, opt_out={"like": ["push"]}))
+    start = past_window(60)  # a window that ended for follows (60 s) and likes (30 s)
+    async with digest(stage) as d:
+        await d.like(start + 1, "a0")
+        follow = notification(
+            stage.ctx.rules,
+            "follow",
+            recipient_id=UID,
+            occurred_at=datetime.fromtimestamp(start + 2, UTC).isoformat(),
+        )
+        await d.route.put(follow, key=UID, timestamp=start + 2)
+        await d.tick()
+
+    found = [r.json() for r in stage.sent(*stage.ctx.topics.deliveries.values(), key=UID)]
+    assert sorted((f["category"], f["channel"]) for f in found) == [
+        ("follow", "in_app"),
+        ("follow", "push"),
+        ("like", "in_app"),
+    ]
