@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Reinstall whenever pyproject.toml changes.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint unit integration bench clean chromium kcat soak
+.PHONY: run test lint unit stages integration bench clean chromium kcat soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: $(STAMP)
 
 unit: chromium $(STAMP)
 	$(BIN)/pytest tests/unit
+
+stages: $(STAMP)  ## each stage's agent in-process: memory tables, no broker (seconds)
+	$(BIN)/pytest tests/stages
 
 integration: chromium kcat $(STAMP)
 	$(BIN)/pytest -m integration

@@ -4,17 +4,30 @@ the module's `app` attribute is built from the environment's settings on first a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.clarion_app import ClarionApp
 from streams.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from sinks.providers.config import ProviderSettings
+
 __all__ = ["ClarionApp", "build_app"]
 
 
-def build_app(settings: Settings) -> ClarionApp:
+def build_app(
+    settings: Settings,
+    *,
+    store: str = "rocksdb://",
+    providers: ProviderSettings | None = None,
+) -> ClarionApp:
     """A new app with Clarion's topics, tables and every stage installed. Nothing is shared
-    with another app built in the same process; nothing connects to Kafka until it starts."""
+    with another app built in the same process; nothing connects to Kafka until it starts.
+
+    `store` is the tables' Faust store URL. Workers use RocksDB (the default); the in-process
+    stage tests (tests/stages/) pass "memory://", which has no files and no RocksDB-only
+    features (TTL, the fan-out's range scans in tables/scan.py). `providers` configures the
+    senders; by default they are read from the environment (CLARION_* provider settings)."""
     from agents import (
         confirm,
         digest,
@@ -33,7 +46,7 @@ def build_app(settings: Settings) -> ClarionApp:
     from sinks import deliver, inapp, inbox_page, metrics_web, outbox, web
     from sinks.context import SinkContext
     from sinks.hub import Hub
-    from sinks.providers.config import ProviderSettings
+    from sinks.providers import config as provider_config
     from sinks.providers.factory import build_senders
     from streams import admin_views, commands
     from streams.guard import Guard
@@ -43,7 +56,9 @@ def build_app(settings: Settings) -> ClarionApp:
     from tables.state import Tables
     from tables.window_index import WindowIndex
 
-    app = ClarionApp(settings)
+    if providers is None:
+        providers = provider_config.ProviderSettings()
+    app = ClarionApp(settings, store=store)
     guard = Guard(settings.fault_injection, settings.dead_letter_max_bytes)
     topics = Topics(app, settings, guard)
     tables = Tables(app, settings)
@@ -60,7 +75,7 @@ def build_app(settings: Settings) -> ClarionApp:
         rules=load_rules(settings.rules_path),
         renderer=default_renderer(),
         hub=Hub(),
-        senders=build_senders(ProviderSettings()),
+        senders=build_senders(providers),
         pending=PendingUpdates(),
     )
     app.ctx = ctx

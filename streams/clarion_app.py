@@ -38,12 +38,12 @@ class ClarionApp(faust.App):  # type: ignore[misc]
 
     ctx: StageContext  # set by build_app
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, store: str = "rocksdb://") -> None:
         self.settings = settings
         super().__init__(
             settings.app_id,
             broker=[f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",")],
-            store="rocksdb://",
+            store=store,
             datadir=str(settings.data_dir),
             topic_partitions=settings.partitions,
             topic_replication_factor=settings.replication_factor,

@@ -1,0 +1,57 @@
+"""Lane records as ingest makes them: a domain event (tests/factories.py) validated and
+classified by the same functions ingest calls."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+from logic.classify import to_notification
+from logic.rules import Rules
+from logic.validation import decode_event
+from schemas.notifications import Notification
+from schemas.users import ContactPoints, Preferences
+from tests.factories import event_bytes
+
+# Ingest stamps each notification with its ingress position; windows use it to tell a
+# replayed copy from a new event. Every call gets a new offset unless one is given.
+_offsets = itertools.count(1000)
+
+
+def notification(
+    rules: Rules,
+    kind: str,
+    *,
+    now: datetime | None = None,
+    source_tp: str | None = None,
+    source_offset: int | None = None,
+    **event: Any,
+) -> Notification:
+    decoded = decode_event(event_bytes(kind, **event), 1 << 20)
+    assert not hasattr(decoded, "reason"), decoded
+    if source_tp is None:
+        source_tp = f"events.{kind}:0"
+    if source_offset is None:
+        source_offset = next(_offsets)
+    return to_notification(
+        decoded,  # type: ignore[arg-type]
+        rules,
+        now or datetime.now(UTC),
+        source_tp=source_tp,
+        source_offset=source_offset,
+    )
+
+
+def contacts(uid: str, **points: Any) -> ContactPoints:
+    """Push (FCM) and email by default, as tests/integration/test_pipeline.py's users."""
+    fields: dict[str, Any] = {
+        "user_id": uid,
+        "devices": [{"token": f"fcm-{uid}-token", "platform": "fcm"}],
+        "email": f"{uid}@example.com",
+    }
+    return ContactPoints.model_validate(fields | points)
+
+
+def preferences(uid: str, **prefs: Any) -> Preferences:
+    return Preferences.model_validate({"user_id": uid, **prefs})
