@@ -8,6 +8,7 @@ modules ask `committed_offset()`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
@@ -19,6 +20,8 @@ from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
 from logic.commits import CommitFrontier
+
+log = logging.getLogger("clarion.consumer")
 
 
 class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
@@ -62,14 +65,50 @@ class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
         self._frontier.seeked(ensure_TP(partition), offset)
 
     # Faust's signature, timeout included.
-    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:  # noqa: ASYNC109
+        """The raw fetch: tells the frontier which offsets the client read past."""
+        epochs = self._frontier.epochs()
+        generation = self.app.consumer_generation_id
+        records = await super()._getmany(active_partitions, timeout)
         acks_enabled_for = self.app.topics.acks_enabled_for
-        async for tp, message in super().getmany(timeout):
+        kept = {}
+        for tp, batch in records.items():
             # Only topics whose offsets Faust commits (not table changelogs, which are
             # compacted: their read-past offsets would pile up here, never committed).
+            if batch and acks_enabled_for(tp.topic):
+                if self._frontier.epoch(tp) != epochs.get(tp):
+                    # A seek or a new assignment overtook this fetch: its records may come
+                    # from the old position, and are fetched again from the new one.
+                    continue
+                self._frontier.fetched(tp, [r.offset for r in batch], generation)
+            kept[tp] = batch
+        return kept
+
+    # Faust's signature, timeout included.
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
+        for tp, offset in self._frontier.not_handed_on():
+            await self._refetch(tp, offset)
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        refetching: set[TP] = set()
+        async for tp, message in super().getmany(timeout):
             if acks_enabled_for(message.topic):
-                self._frontier.read(tp, message.offset, message.generation_id)
+                if tp in refetching:
+                    continue  # fetched again from an earlier record
+                dropped = self._frontier.read(tp, message.offset, message.generation_id)
+                if dropped is not None:
+                    await self._refetch(tp, dropped)
+                    refetching.add(tp)
+                    continue
             yield tp, message
+
+    async def _refetch(self, tp: TP, offset: int) -> None:
+        """Faust fetched records of `tp` from `offset` on and never handed them to a stream
+        (logic/commits.py): read the partition again from there."""
+        log.warning(
+            "%s: records from offset %d were fetched but not processed; reading again", tp, offset
+        )
+        await super().seek(tp, offset)
+        self._frontier.refetched(tp, offset)
 
     def ack(self, message: Message) -> bool:
         flowing = bool(self.app.flow_control.is_active())

@@ -4,6 +4,10 @@ Two agent instances share one partition, so records finish out of order: the rec
 value is `hold` waits until the file HOLE_RELEASE exists, the others finish at once. Each
 finished record prints `processed <offset>`. HOLE_GUARD=1 installs Clarion's consumer
 (streams/consumer.py); 0 runs Faust's own.
+
+HOLE_DROP (offsets, comma-separated) makes Faust's own getmany drop those records once, after
+the client fetched them, as it does with a partition that leaves its active set while a
+batch is being handed out (seen after a kill -9 under load: issue 10's failover loss).
 """
 
 from __future__ import annotations
@@ -36,6 +40,20 @@ app = HoleApp(
 )
 topic = app.topic(os.environ["HOLE_TOPIC"], value_type=bytes, value_serializer="raw")
 release = Path(os.environ["HOLE_RELEASE"])
+_drop = {int(o) for o in os.environ.get("HOLE_DROP", "").split(",") if o}
+if _drop:
+    from faust.transport import consumer as _faust_consumer
+
+    _handed_on = _faust_consumer.Consumer.getmany
+
+    async def _dropping(self: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        async for tp, message in _handed_on(self, timeout):
+            if message.offset in _drop:
+                _drop.discard(message.offset)
+                continue
+            yield tp, message
+
+    _faust_consumer.Consumer.getmany = _dropping
 
 
 @app.agent(topic, concurrency=2)

@@ -5,6 +5,10 @@ are done (two agent instances share the partition, as any out-of-order ack does)
 Faust's consumer the group commits offset 3 before offset 0 is finished (Faust skips its
 gap check before a partition's first commit), so a kill -9 then loses record 0. With
 Clarion's consumer (streams/consumer.py) nothing is committed until record 0 is done.
+
+And: records the client fetched that Faust's getmany drops before any stream sees them (a
+partition leaving the active set mid-batch) are committed past by Faust's consumer, never
+to be read again; Clarion's consumer reads them again.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -116,5 +121,48 @@ async def test_no_commit_past_a_record_still_in_flight(
         while await committed(kafka_bootstrap, group, tp) != 3:
             assert time.monotonic() < deadline, "never committed once all were processed"
             await asyncio.sleep(0.5)
+    finally:
+        worker.kill()
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["faust_consumer", "clarion_consumer"])
+@pytest.mark.timeout(240)
+async def test_records_fetched_but_never_handed_on_are_read_again(
+    kafka_bootstrap: str, tmp_path: Path, guard: bool
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    topic, group = f"drop{run}", f"drop-app-{run}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    await produce(kafka_bootstrap, topic, [f"r{i}".encode() for i in range(10)])
+    tp = TopicPartition(topic, 0)
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "HOLE_GUARD": "1" if guard else "0",
+        "HOLE_APP_ID": group,
+        "HOLE_TOPIC": topic,
+        "HOLE_RELEASE": str(tmp_path / "release"),
+        "HOLE_DATA_DIR": str(tmp_path / "data"),
+        "HOLE_DROP": "3,4",
+    }
+    worker = HoleWorker(env, tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 60
+        while (at := await committed(kafka_bootstrap, group, tp)) != 10:
+            assert worker.proc.poll() is None, worker.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"committed {at}, processed {worker.processed()}"
+            await asyncio.sleep(0.5)
+        print(f"drop guard={guard}: processed {sorted(worker.processed())}, committed 10")
+        if not guard:
+            # Faust's consumer took the gap for offsets without records: 3 and 4 are lost.
+            assert worker.processed() == set(range(10)) - {3, 4}
+            return
+        assert worker.processed() == set(range(10))
+        passes = Counter(re.findall(r"\bprocessed (\d+)", worker.log.read_text()))
+        assert set(passes.values()) == {1}, f"each record once: {passes}"
     finally:
         worker.kill()
