@@ -88,9 +88,10 @@ class CommitFrontier(Generic[K]):
             p.start = offset
             p.holes = [h for h in p.holes if h[1] > offset]
 
-    def refetched(self, tp: K, offset: int) -> None:
-        """The consumer was sent back to `offset`, a record fetched and not handed on (see
-        `read`). The start stays: records below it may still be in flight."""
+    def refetched(self, tp: K, offset: int | None) -> None:
+        """The consumer was sent back to `offset` (None: the log's start): a record fetched
+        and not handed on (`read`), or the start after a fetch a seek overtook. The start
+        stays: records below it may still be in flight."""
         p = self._parts.get(tp)
         if p is not None:
             self._moved(p, offset)

@@ -66,7 +66,7 @@ class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
 
     # Faust's signature, timeout included.
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:  # noqa: ASYNC109
-        """The raw fetch: tells the frontier which offsets the client read past."""
+        """The raw fetch: tells the frontier which records the client fetched."""
         epochs = self._frontier.epochs()
         generation = self.app.consumer_generation_id
         records = await super()._getmany(active_partitions, timeout)
@@ -77,8 +77,11 @@ class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
             # compacted: their read-past offsets would pile up here, never committed).
             if batch and acks_enabled_for(tp.topic):
                 if self._frontier.epoch(tp) != epochs.get(tp):
-                    # A seek or a new assignment overtook this fetch: its records may come
-                    # from the old position, and are fetched again from the new one.
+                    # A seek (or a new assignment) overtook this fetch: where it began is
+                    # unknown, and the client's position may now be past it. Read again
+                    # from the commit frontier: everything below it is done.
+                    if self._frontier.is_live(tp):
+                        await self._refetch(tp, self._frontier.start(tp), "a seek overtook")
                     continue
                 self._frontier.fetched(tp, [r.offset for r in batch], generation)
             kept[tp] = batch
@@ -87,7 +90,7 @@ class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
     # Faust's signature, timeout included.
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # noqa: ASYNC109
         for tp, offset in self._frontier.not_handed_on():
-            await self._refetch(tp, offset)
+            await self._refetch(tp, offset, "a batch ended before")
         acks_enabled_for = self.app.topics.acks_enabled_for
         refetching: set[TP] = set()
         async for tp, message in super().getmany(timeout):
@@ -96,18 +99,23 @@ class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
                     continue  # fetched again from an earlier record
                 dropped = self._frontier.read(tp, message.offset, message.generation_id)
                 if dropped is not None:
-                    await self._refetch(tp, dropped)
+                    await self._refetch(tp, dropped, "Faust skipped")
                     refetching.add(tp)
                     continue
             yield tp, message
 
-    async def _refetch(self, tp: TP, offset: int) -> None:
-        """Faust fetched records of `tp` from `offset` on and never handed them to a stream
-        (logic/commits.py): read the partition again from there."""
-        log.warning(
-            "%s: records from offset %d were fetched but not processed; reading again", tp, offset
-        )
-        await super().seek(tp, offset)
+    async def _refetch(self, tp: TP, offset: int | None, why: str) -> None:
+        """Send the client back to `offset` of `tp` (None: the log's start). Always backwards
+        of every record not yet processed, so nothing is skipped (logic/commits.py)."""
+        log.info("%s: %s handing on records: reading again from %s", tp, why, offset)
+        try:
+            if offset is None:
+                await self._thread.seek_to_beginning(tp)
+            else:
+                await super().seek(tp, offset)
+        except Exception as exc:  # revoked meanwhile: the next assignment seeks it anyway
+            log.warning("%s: could not read again from %s: %r", tp, offset, exc)
+            return
         self._frontier.refetched(tp, offset)
 
     def ack(self, message: Message) -> bool:
