@@ -44,7 +44,6 @@ class _Partition:
     # First offset not yet committed by this assignment; None until the committed offset
     # is known or (no commit yet) the first record is read.
     start: int | None = None
-    last_read: int | None = None
     # Half-open ranges [begin, end) a fetch jumped over: those offsets hold no record.
     holes: list[tuple[int, int]] = field(default_factory=list)
     # Where the client's next fetch of this partition starts (None: not known, after a seek
@@ -97,7 +96,6 @@ class CommitFrontier(Generic[K]):
             self._moved(p, offset)
 
     def _moved(self, p: _Partition, position: int | None) -> None:
-        p.last_read = None  # the next read does not follow the last one
         p.fetch_next = position
         p.pending.clear()
         p.epoch = next(self._epochs)
@@ -146,8 +144,6 @@ class CommitFrontier(Generic[K]):
                 dropped = earlier
         if dropped is not None:
             return dropped
-        if p.last_read is None or offset > p.last_read:
-            p.last_read = offset
         return None
 
     def not_handed_on(self) -> list[tuple[K, int]]:

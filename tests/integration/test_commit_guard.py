@@ -73,30 +73,39 @@ class HoleWorker:
         self.proc.wait()
 
 
-@pytest.mark.parametrize("guard", [False, True], ids=["faust_consumer", "clarion_consumer"])
-@pytest.mark.timeout(240)
-async def test_no_commit_past_a_record_still_in_flight(
-    kafka_bootstrap: str, tmp_path: Path, guard: bool
-) -> None:
+async def hole_app_env(
+    bootstrap: str, tmp_path: Path, name: str, guard: bool, records: list[bytes]
+) -> tuple[dict[str, str], str, TopicPartition]:
+    """A one-partition topic holding `records`, and the environment of a HoleWorker on it."""
     run = uuid.uuid4().hex[:8]
-    topic, group = f"hole{run}", f"hole-app-{run}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    topic, group = f"{name}{run}", f"{name}-app-{run}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, 1, 1)])
     finally:
         await admin.close()
-    await produce(kafka_bootstrap, topic, [b"hold", b"a", b"b"])
-    tp = TopicPartition(topic, 0)
-    release = tmp_path / "release"
+    await produce(bootstrap, topic, records)
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "HOLE_GUARD": "1" if guard else "0",
         "HOLE_APP_ID": group,
         "HOLE_TOPIC": topic,
-        "HOLE_RELEASE": str(release),
+        "HOLE_RELEASE": str(tmp_path / "release"),
         "HOLE_DATA_DIR": str(tmp_path / "data"),
     }
+    return env, group, TopicPartition(topic, 0)
+
+
+@pytest.mark.parametrize("guard", [False, True], ids=["faust_consumer", "clarion_consumer"])
+@pytest.mark.timeout(240)
+async def test_no_commit_past_a_record_still_in_flight(
+    kafka_bootstrap: str, tmp_path: Path, guard: bool
+) -> None:
+    env, group, tp = await hole_app_env(
+        kafka_bootstrap, tmp_path, "hole", guard, [b"hold", b"a", b"b"]
+    )
+    release = tmp_path / "release"  # the file HOLE_RELEASE names
     worker = HoleWorker(env, tmp_path / "worker1.log")
     try:
         await worker.wait_processed({1, 2})
@@ -130,25 +139,9 @@ async def test_no_commit_past_a_record_still_in_flight(
 async def test_records_fetched_but_never_handed_on_are_read_again(
     kafka_bootstrap: str, tmp_path: Path, guard: bool
 ) -> None:
-    run = uuid.uuid4().hex[:8]
-    topic, group = f"drop{run}", f"drop-app-{run}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
-    await produce(kafka_bootstrap, topic, [f"r{i}".encode() for i in range(10)])
-    tp = TopicPartition(topic, 0)
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "HOLE_GUARD": "1" if guard else "0",
-        "HOLE_APP_ID": group,
-        "HOLE_TOPIC": topic,
-        "HOLE_RELEASE": str(tmp_path / "release"),
-        "HOLE_DATA_DIR": str(tmp_path / "data"),
-        "HOLE_DROP": "3,4",
-    }
+    records = [f"r{i}".encode() for i in range(10)]
+    env, group, tp = await hole_app_env(kafka_bootstrap, tmp_path, "drop", guard, records)
+    env["HOLE_DROP"] = "3,4"
     worker = HoleWorker(env, tmp_path / "worker.log")
     try:
         deadline = time.monotonic() + 60
