@@ -13,22 +13,16 @@ import faust
 
 from logic.deadletter import dlq_headers
 from logic.ownership import owns_laneless
+from logic.provider_feedback import feedback_reason
+from logic.receipts import for_feedback
 from schemas.common import Channel
 from schemas.control import FeedbackKind, ProviderFeedback
-from schemas.notifications import Receipt, ReceiptStatus
-from streams import deadletter
+from streams import deadletter, receipts
 from tables.profile_updates import disable_channel, remove_address
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
     from streams.context import StageContext
-
-_STATUS = {
-    FeedbackKind.DELIVERED: ReceiptStatus.DELIVERED,
-    FeedbackKind.BOUNCED: ReceiptStatus.FAILED,
-    FeedbackKind.COMPLAINED: ReceiptStatus.FAILED,
-    FeedbackKind.FAILED: ReceiptStatus.FAILED,
-}
 
 
 def install(app: ClarionApp, ctx: StageContext) -> None:
@@ -42,7 +36,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
                 continue  # the home lane's group acts on it
             f: ProviderFeedback = event.value
             key = f.recipient_id.encode()
-            reason = f"{f.provider}:{f.reason}"
+            reason = feedback_reason(f)
             if f.kind is FeedbackKind.BOUNCED:
                 await remove_address(ctx, f.recipient_id, f.address, reason)
             if f.kind is FeedbackKind.COMPLAINED:
@@ -62,14 +56,4 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
                     topics.dlq_deliveries, m, key, m.value, headers,
                     budget=app.settings.dead_letter_max_bytes,
                 )  # fmt: skip
-            receipt = Receipt(
-                notification_id=f.notification_id,
-                recipient_id=f.recipient_id,
-                lane=None,
-                status=_STATUS[f.kind],
-                at=f.at,
-                delivery_id=f.delivery_id,
-                channel=f.channel,
-                reason=None if f.kind is FeedbackKind.DELIVERED else reason,
-            )
-            await (await topics.receipts.send(key=key, value=receipt))
+            await (await receipts.send(ctx, for_feedback(f)))

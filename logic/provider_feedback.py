@@ -20,6 +20,12 @@ _SENDGRID_KINDS = {
 }
 
 
+def feedback_reason(f: ProviderFeedback) -> str:
+    """`<provider>:<reason>`: the reason of the feedback's receipt, dead letter and profile
+    update."""
+    return f"{f.provider}:{f.reason}"
+
+
 def from_sendgrid(events: Iterable[dict[str, Any]]) -> list[ProviderFeedback]:
     """The events that concern a Clarion delivery and change something. `deferred`,
     `processed`, `open` and `click` change nothing here and are left out, as are events
