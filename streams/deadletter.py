@@ -6,6 +6,9 @@ send is retried with backoff and the stage waits: a record that cannot be dead-l
 stops its partition, it is never skipped. If the worker stops meanwhile, the offset stays
 uncommitted and the record is read again on restart. A dead letter the broker refuses as too
 large is sent again as a truncated copy that says so (logic/deadletter.py).
+
+`delivery` is the one way a delivery reaches `dlq.deliveries`, from a provider sink or from
+provider feedback after the send: the same headers, its receipt, and the same metrics.
 """
 
 from __future__ import annotations
@@ -13,12 +16,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
 
 import faust
 from aiokafka.errors import MessageSizeTooLargeError
 from faust.types import Message
 
 from logic import deadletter
+from schemas.notifications import Receipt
+from streams import metrics, receipts
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 log = logging.getLogger("clarion.deadletter")
 _BACKOFF_FIRST_S = 0.5
@@ -81,3 +91,42 @@ async def send(
                 len(fitted or b""), out[deadletter.ORIGINAL_BYTES].decode(),
             )  # fmt: skip
         return
+
+
+class HasTopicsAndSettings(receipts.HasTopics, Protocol):
+    """What dead-lettering a delivery needs of a stage's context (a layer up)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+
+async def delivery(
+    ctx: HasTopicsAndSettings,
+    message: Message,
+    receipt: Receipt,
+    *,
+    detail: str,
+    provider: str,
+    attempts: int | None,
+) -> None:
+    """Dead-letter a delivery that failed for good: `message` (the record that says so: the
+    delivery itself, or the provider's feedback about it) byte for byte on dlq.deliveries,
+    keyed by the recipient, with `receipt`'s reason and channel and where `message` was
+    read in headers; then its `receipt`; and count it (clarion_deliveries_dead_lettered;
+    the receipt counts in clarion_delivery_outcomes). Returns once the broker has both."""
+    assert receipt.channel is not None and receipt.delivery_id is not None, receipt
+    headers = deadletter.delivery_dlq_headers(
+        receipt.reason or "",
+        detail,
+        (message.topic, message.partition, message.offset),
+        datetime.now(UTC),
+        channel=receipt.channel.value,
+        provider=provider,
+        delivery_id=receipt.delivery_id,
+        attempts=attempts,
+    )
+    key = receipt.recipient_id.encode()
+    budget = ctx.settings.dead_letter_max_bytes
+    await send(ctx.topics.dlq_deliveries, message, key, message.value, headers, budget=budget)
+    await (await receipts.send(ctx, receipt))
+    metrics.delivery_dead_lettered(receipt, provider)

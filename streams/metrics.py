@@ -277,9 +277,12 @@ def retry_scheduled(delivery: Delivery, via: str) -> None:
     inc(delivery_retries, delivery.lane.value, delivery.channel.value, via)
 
 
-def dead_lettered(delivery: Delivery, provider: str, status: str) -> None:
-    labels = (delivery.lane.value, delivery.channel.value, provider, status)
-    deliveries_dead_lettered.labels(*labels).inc()
+def delivery_dead_lettered(receipt: Receipt, provider: str) -> None:
+    """A delivery written to dlq.deliveries, by its receipt (from a sink or from provider
+    feedback: streams/deadletter.delivery). The receipt itself counts in delivery_outcomes."""
+    lane = receipt.lane.value if receipt.lane is not None else ""
+    channel = receipt.channel.value if receipt.channel is not None else ""
+    inc(deliveries_dead_lettered, lane, channel, provider, receipt.status.value)
 
 
 # -- consumer lag, computed at scrape time ---------------------------------------------------
