@@ -7,8 +7,11 @@ stops its partition, it is never skipped. If the worker stops meanwhile, the off
 uncommitted and the record is read again on restart. A dead letter the broker refuses as too
 large is sent again as a truncated copy that says so (logic/deadletter.py).
 
-`delivery` is the one way a delivery reaches `dlq.deliveries`, from a provider sink or from
-provider feedback after the send: the same headers, its receipt, and the same metrics.
+Every dead letter is written by one of two functions here, with the headers of
+logic/deadletter.py: `record` for ingress records and records a stage could not process
+(dlq.events; an undecodable delivery record goes to dlq.deliveries the same way), and
+`delivery` for a delivery that failed for good, from a provider sink or from provider
+feedback after the send: the same headers, its receipt, and the same metrics.
 """
 
 from __future__ import annotations
@@ -91,6 +94,26 @@ async def send(
                 len(fitted or b""), out[deadletter.ORIGINAL_BYTES].decode(),
             )  # fmt: skip
         return
+
+
+async def record(
+    dlq: faust.TopicT,
+    message: Message,
+    reason: str,
+    detail: str,
+    *,
+    budget: int,
+    now: datetime | None = None,
+    **extra: str,
+) -> None:
+    """Dead-letter a record that is not a delivery (rejected ingress, a stage error, an
+    undecodable record): its key and bytes untouched on `dlq`, with the reason, detail,
+    where it was read and `extra` (e.g. stage) in headers, counted in
+    clarion_events_dead_lettered_total by reason. Returns once the broker has it."""
+    source = (message.topic, message.partition, message.offset)
+    headers = deadletter.dlq_headers(reason, detail, source, now or datetime.now(UTC), **extra)
+    await send(dlq, message, message.key, message.value, headers, budget=budget)
+    metrics.events_dead_lettered.labels(reason).inc()
 
 
 class HasTopicsAndSettings(receipts.HasTopics, Protocol):
