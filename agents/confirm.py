@@ -18,8 +18,9 @@ import faust
 from agents.escalate import confirmed_key
 from logic.inbox import mark
 from logic.ownership import owns_lane, serves_every_lane
+from logic.receipts import for_confirmation
 from schemas.control import ClientAction, Confirmation
-from schemas.notifications import Receipt, ReceiptStatus
+from streams import receipts
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
@@ -49,14 +50,6 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
                 item = by_id.get(nid)
                 if not (owns_lane(served, item.lane) if item else serves_every_lane(served)):
                     continue  # another group's receipt to write
-                receipt = Receipt(
-                    notification_id=nid,
-                    recipient_id=c.recipient_id,
-                    lane=item.lane if item else None,
-                    status=ReceiptStatus.READ if read else ReceiptStatus.SEEN,
-                    at=c.at,
-                    reason=None if item else "not_in_inbox",
-                )
-                futures.append(await topics.receipts.send(key=key, value=receipt))
+                futures.append(await receipts.send(ctx, for_confirmation(c, nid, item)))
             for future in futures:
                 await future

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from logic.buckets import BucketLimit, BucketState, from_json, to_json
 from logic.escalation import split_for_escalation
 from logic.presence import prefer_in_app
-from logic.routing import RoutePlan, notification_receipt, plan_deliveries
+from logic.receipts import for_notification
+from logic.routing import RoutePlan, plan_deliveries
 from logic.throttle import Throttle, limit_for, take_tokens, wait_needed
 from schemas.common import Channel, Lane
 from schemas.control import EscalationStep
@@ -125,18 +126,15 @@ async def emit(
             topic = topics.deliveries[(delivery.channel, n.lane)]
             futures.append(await topic.send(key=key, value=delivery))
             metrics.delivery_planned(delivery)
-    if p.receipt is not None:
-        metrics.notification_dropped(p.receipt)
-        futures.append(await topics.receipts.send(key=key, value=p.receipt))
+    if p.receipt is not None:  # counted as a dropped notification by receipts.send
+        futures.append(await receipts.send(ctx, p.receipt))
     for note in p.notes:  # e.g. `degraded`: sent, but with fallback text
-        metrics.notification_degraded(note)
-        futures.append(await topics.receipts.send(key=key, value=note))
+        futures.append(await receipts.send(ctx, note))
     return futures
 
 
 async def drop(
     ctx: StageContext, n: Notification, status: ReceiptStatus, reason: str, now: float
 ) -> None:
-    receipt = notification_receipt(n, status, reason, datetime.fromtimestamp(now, UTC))
-    metrics.notification_dropped(receipt)
-    await ctx.topics.receipts.send(key=n.recipient_id.encode(), value=receipt)
+    receipt = for_notification(n, status, reason, datetime.fromtimestamp(now, UTC))
+    await receipts.send(ctx, receipt)  # counted as a dropped notification

@@ -1,6 +1,7 @@
 """feedback: outcomes a provider reports after accepting a send (SendGrid's Event Webhook):
 a bounce removes the address and dead-letters the delivery, a spam report or unsubscribe
 opts the user out of email, a delivery confirmation becomes a `delivered` receipt.
+A dead-lettered bounce counts as the sinks' dead letters do (streams/deadletter.delivery).
 
 Feedback names no lane, so in a lane-split deployment only the group serving the home lane
 acts on it (logic/ownership.py): one receipt, one dead letter, one contact update."""
@@ -11,24 +12,17 @@ from typing import TYPE_CHECKING
 
 import faust
 
-from logic.deadletter import dlq_headers
 from logic.ownership import owns_laneless
+from logic.provider_feedback import feedback_reason
+from logic.receipts import for_feedback
 from schemas.common import Channel
 from schemas.control import FeedbackKind, ProviderFeedback
-from schemas.notifications import Receipt, ReceiptStatus
-from streams import deadletter
+from streams import deadletter, receipts
 from tables.profile_updates import disable_channel, remove_address
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
     from streams.context import StageContext
-
-_STATUS = {
-    FeedbackKind.DELIVERED: ReceiptStatus.DELIVERED,
-    FeedbackKind.BOUNCED: ReceiptStatus.FAILED,
-    FeedbackKind.COMPLAINED: ReceiptStatus.FAILED,
-    FeedbackKind.FAILED: ReceiptStatus.FAILED,
-}
 
 
 def install(app: ClarionApp, ctx: StageContext) -> None:
@@ -41,35 +35,22 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
             if not owner:
                 continue  # the home lane's group acts on it
             f: ProviderFeedback = event.value
-            key = f.recipient_id.encode()
-            reason = f"{f.provider}:{f.reason}"
+            reason = feedback_reason(f)
             if f.kind is FeedbackKind.BOUNCED:
                 await remove_address(ctx, f.recipient_id, f.address, reason)
             if f.kind is FeedbackKind.COMPLAINED:
                 await disable_channel(ctx, f.recipient_id, Channel.EMAIL, reason)
+            receipt = for_feedback(f)
             if f.kind in (FeedbackKind.BOUNCED, FeedbackKind.FAILED):
-                m = event.message
-                headers = dlq_headers(
-                    reason,
-                    f"the provider reported {f.kind.value} after accepting the send",
-                    (m.topic, m.partition, m.offset),
-                    f.at,
-                    channel=f.channel.value,
+                # The feedback record is what is dead-lettered (the delivery's bytes are long
+                # gone), through the sinks' path: same headers, receipt and metrics.
+                await deadletter.delivery(
+                    ctx,
+                    event.message,
+                    receipt,
+                    detail=f"the provider reported {f.kind.value} after accepting the send",
                     provider=f.provider,
-                    delivery_id=f.delivery_id,
+                    attempts=None if f.attempt is None else f.attempt + 1,
                 )
-                await deadletter.send(
-                    topics.dlq_deliveries, m, key, m.value, headers,
-                    budget=app.settings.dead_letter_max_bytes,
-                )  # fmt: skip
-            receipt = Receipt(
-                notification_id=f.notification_id,
-                recipient_id=f.recipient_id,
-                lane=None,
-                status=_STATUS[f.kind],
-                at=f.at,
-                delivery_id=f.delivery_id,
-                channel=f.channel,
-                reason=None if f.kind is FeedbackKind.DELIVERED else reason,
-            )
-            await (await topics.receipts.send(key=key, value=receipt))
+            else:
+                await (await receipts.send(ctx, receipt))

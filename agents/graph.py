@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import faust
 from pydantic import ValidationError
 
-from agents.ingest import dlq_headers
 from logic.fanout import BadEdgeKey, check_edge_key
 from logic.validation import Rejection, RejectReason
 from schemas.graph import FollowEdge
@@ -58,9 +57,8 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
                     edge.reason.value,
                     edge.detail,
                 )
-                headers = dlq_headers(message, edge, datetime.now(UTC))
-                await deadletter.send(
-                    topics.dlq_events, message, key, event.value, headers,
+                await deadletter.record(
+                    topics.dlq_events, message, edge.reason.value, edge.detail,
                     budget=app.settings.dead_letter_max_bytes,
                 )  # fmt: skip
                 continue

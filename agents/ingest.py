@@ -11,9 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import faust
-from faust.types import Message
 
-from logic import deadletter as dead_letters
 from logic.classify import to_notification
 from logic.dedupe import is_duplicate, seen_row
 from logic.partitioning import partition_of
@@ -29,11 +27,6 @@ if TYPE_CHECKING:
     from streams.context import StageContext
 
 log = logging.getLogger("clarion.ingest")
-
-
-def dlq_headers(message: Message, rejection: Rejection, now: datetime) -> dict[str, bytes]:
-    source = (message.topic, message.partition, message.offset)
-    return dead_letters.dlq_headers(rejection.reason.value, rejection.detail, source, now)
 
 
 def install(app: ClarionApp, ctx: StageContext) -> None:
@@ -77,11 +70,10 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
                 decoded.detail,
             )
             # Returns once the broker has it; until then the record's offset is held.
-            await deadletter.send(
-                topics.dlq_events, message, message.key, message.value,
-                dlq_headers(message, decoded, now), budget=_settings.dead_letter_max_bytes,
+            await deadletter.record(
+                topics.dlq_events, message, decoded.reason.value, decoded.detail,
+                budget=_settings.dead_letter_max_bytes, now=now,
             )  # fmt: skip
-            metrics.events_dead_lettered.labels(decoded.reason.value).inc()
             return
         source = f"{source_topic}:{partition}"
         notification = None

@@ -58,6 +58,11 @@ SOURCE_TOPIC = "clarion.dlq.source.topic"
 SOURCE_PARTITION = "clarion.dlq.source.partition"
 SOURCE_OFFSET = "clarion.dlq.source.offset"
 AT = "clarion.dlq.at"
+# The headers of a dead-lettered delivery (dlq.deliveries), besides the ones above.
+CHANNEL = "clarion.dlq.channel"
+PROVIDER = "clarion.dlq.provider"
+DELIVERY_ID = "clarion.dlq.delivery_id"
+ATTEMPTS = "clarion.dlq.attempts"
 # Header values are kept short: a detail is for a person reading the DLQ, not a dump.
 MAX_DETAIL_CHARS = 1000
 
@@ -83,6 +88,27 @@ def dlq_headers(
     for name, value in extra.items():
         headers[f"clarion.dlq.{name}"] = value.encode()
     return headers
+
+
+def delivery_dlq_headers(
+    reason: str,
+    detail: str,
+    source: tuple[str, int, int] | None,
+    now: datetime,
+    *,
+    channel: str,
+    provider: str,
+    delivery_id: str,
+    attempts: int | None,
+) -> dict[str, bytes]:
+    """Headers for a dead-lettered delivery, whoever found it failed (a provider sink, or
+    provider feedback after the send): `dlq_headers` plus channel, provider, delivery id and
+    attempts (tries made, counting the first; left out only when the provider's feedback
+    did not carry it)."""
+    extra = {"channel": channel, "provider": provider, "delivery_id": delivery_id}
+    if attempts is not None:
+        extra["attempts"] = str(attempts)
+    return dlq_headers(reason, detail, source, now, **extra)
 
 
 def describe_failure(exc: BaseException) -> str:

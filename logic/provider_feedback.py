@@ -20,6 +20,19 @@ _SENDGRID_KINDS = {
 }
 
 
+def feedback_reason(f: ProviderFeedback) -> str:
+    """`<provider>:<reason>`: the reason of the feedback's receipt, dead letter and profile
+    update."""
+    return f"{f.provider}:{f.reason}"
+
+
+def _attempt(value: Any) -> int | None:
+    """The `clarion_attempt` custom arg (a string, as custom args are); None if absent or
+    not a small non-negative integer (mail sent before Clarion set it, or not Clarion's)."""
+    text = str(value)
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else None
+
+
 def from_sendgrid(events: Iterable[dict[str, Any]]) -> list[ProviderFeedback]:
     """The events that concern a Clarion delivery and change something. `deferred`,
     `processed`, `open` and `click` change nothing here and are left out, as are events
@@ -49,6 +62,7 @@ def from_sendgrid(events: Iterable[dict[str, Any]]) -> list[ProviderFeedback]:
                 address=str(e["email"]),
                 reason=str(e.get("reason") or e.get("type") or e["event"]),
                 at=at,
+                attempt=_attempt(e.get("clarion_attempt")),
             )
         )
     return out

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from logic.ids import delivery_id
+from logic.receipts import for_notification
 from logic.render import Renderer
 from logic.rules import Rules
 from schemas.common import Category, Channel
@@ -64,12 +65,12 @@ def plan_deliveries(
 ) -> RoutePlan:
     if notification.expires_at is not None and now >= notification.expires_at:
         return RoutePlan(
-            (), notification_receipt(notification, ReceiptStatus.EXPIRED, "ttl_elapsed", now)
+            (), for_notification(notification, ReceiptStatus.EXPIRED, "ttl_elapsed", now)
         )
     channels = choose_channels(notification.category, rules, prefs)
     if not channels:
         return RoutePlan(
-            (), notification_receipt(notification, ReceiptStatus.SUPPRESSED, "opted_out", now)
+            (), for_notification(notification, ReceiptStatus.SUPPRESSED, "opted_out", now)
         )
     rendered = renderer.render(notification, prefs.locale if prefs else "en")
     deliveries = tuple(
@@ -96,23 +97,9 @@ def plan_deliveries(
     )
     if not deliveries:
         return RoutePlan(
-            (), notification_receipt(notification, ReceiptStatus.SUPPRESSED, "no_contact", now)
+            (), for_notification(notification, ReceiptStatus.SUPPRESSED, "no_contact", now)
         )
     if rendered.fallback is not None:
-        degraded = notification_receipt(notification, ReceiptStatus.DEGRADED, TEMPLATE_ERROR, now)
+        degraded = for_notification(notification, ReceiptStatus.DEGRADED, TEMPLATE_ERROR, now)
         return RoutePlan(deliveries, notes=(degraded,))
     return RoutePlan(deliveries)
-
-
-def notification_receipt(
-    n: Notification, status: ReceiptStatus, reason: str, now: datetime
-) -> Receipt:
-    """A receipt for a notification that produced no delivery (expired, suppressed…)."""
-    return Receipt(
-        notification_id=n.notification_id,
-        recipient_id=n.recipient_id,
-        lane=n.lane,
-        status=status,
-        reason=reason,
-        at=now,
-    )

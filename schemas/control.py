@@ -73,3 +73,6 @@ class ProviderFeedback(BaseModel):
     address: str
     reason: str
     at: datetime
+    # The try the provider accepted (Delivery.attempt, echoed in the mail's custom args);
+    # None for mail sent before Clarion set it.
+    attempt: int | None = None

@@ -1,5 +1,6 @@
-"""Dead-lettered deliveries: the delivery's bytes untouched on `dlq.deliveries`, the reason
-and where it came from in headers (the same convention as `dlq.events`)."""
+"""Dead-lettered deliveries of the provider sinks: the delivery's bytes untouched on
+`dlq.deliveries` with its `failed` / `dead_lettered` receipt, through the one writer that
+provider feedback uses too (streams/deadletter.delivery: same headers, same metrics)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from faust.types import Message
+
 from logic.masking import mask_address
+from logic.receipts import for_delivery
 from schemas.notifications import Delivery, ReceiptStatus
-from streams import metrics, receipts
+from streams import deadletter
 
 if TYPE_CHECKING:
     from streams.context import StageContext
@@ -20,30 +24,15 @@ log = logging.getLogger("clarion.dlq")
 async def dead_letter(
     ctx: StageContext,
     delivery: Delivery,
-    raw: bytes,
+    message: Message,
     status: ReceiptStatus,
     reason: str,
     detail: str | None,
     provider: str,
-    source: tuple[str, int, int] | None = None,
 ) -> None:
-    """DLQ record and receipt, both acknowledged by the broker before this returns."""
-    now = datetime.now(UTC)
-    headers = {
-        "clarion.dlq.reason": reason.encode(),
-        "clarion.dlq.detail": (detail or "").encode(),
-        "clarion.dlq.channel": delivery.channel.value.encode(),
-        "clarion.dlq.provider": provider.encode(),
-        "clarion.dlq.attempts": str(delivery.attempt + 1).encode(),
-        "clarion.dlq.at": now.isoformat().encode(),
-    }
-    if source is not None:
-        topic, partition, offset = source
-        headers |= {
-            "clarion.dlq.source.topic": topic.encode(),
-            "clarion.dlq.source.partition": str(partition).encode(),
-            "clarion.dlq.source.offset": str(offset).encode(),
-        }
+    """DLQ record (the bytes of `message`, the delivery record read) and receipt, both
+    acknowledged by the broker before this returns. `delivery` is the try that failed last
+    (its attempt may be past the record's, for a channel retried in place)."""
     log.warning(
         "dead-lettered %s %s to %s: %s (%s)",
         delivery.channel.value,
@@ -52,10 +41,11 @@ async def dead_letter(
         reason,
         detail,
     )
-    dlq = await ctx.topics.dlq_deliveries.send(
-        key=delivery.recipient_id.encode(), value=raw, headers=headers
+    await deadletter.delivery(
+        ctx,
+        message,
+        for_delivery(delivery, status, datetime.now(UTC), reason),
+        detail=detail or "",
+        provider=provider,
+        attempts=delivery.attempt + 1,
     )
-    receipt = await receipts.record(ctx, delivery, status, reason)
-    metrics.dead_lettered(delivery, provider, status.value)
-    await dlq
-    await receipt

@@ -91,8 +91,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
 
         def __init__(self, delivery: Delivery, message: faust.types.Message) -> None:
             self.delivery = delivery
-            self.raw: bytes = message.value or b""
-            self.source = (message.topic, message.partition, message.offset)
+            self.message = message
             self.outcome: str | None = None  # a ReceiptStatus value once this record is done
 
         async def run(self, sender: Sender, chains: KeyedChain | None = None) -> None:
@@ -168,9 +167,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
             reason = result.reason or "unknown"
             if status is ReceiptStatus.DEAD_LETTERED:
                 reason = f"retries_exhausted:{reason}"
-            await dead_letter(
-                ctx, d, self.raw, status, reason, result.detail, provider_of(d), self.source
-            )
+            await dead_letter(ctx, d, self.message, status, reason, result.detail, provider_of(d))
 
         async def _to_retry_topic(self, result: SendResult, delay: float) -> None:
             d = self.delivery

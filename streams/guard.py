@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from faust.types import Message
 
-from logic.deadletter import describe_failure, dlq_headers, parse_faults
-from streams import deadletter, metrics
+from logic.deadletter import describe_failure, parse_faults
+from streams import deadletter
 
 log = logging.getLogger("clarion.guard")
 REASON_STAGE_ERROR = "stage_error"
@@ -46,17 +45,9 @@ class Guard:
         """The message's key and bytes untouched on `dlq`, with the reason in headers; returns
         once the broker has it (streams/deadletter.py retries and holds the record until
         then)."""
-        headers = dlq_headers(
-            reason,
-            describe_failure(exc),
-            (message.topic, message.partition, message.offset),
-            datetime.now(UTC),
-            stage=stage,
+        await deadletter.record(
+            dlq, message, reason, describe_failure(exc), budget=self.dead_letter_budget, stage=stage
         )
-        await deadletter.send(
-            dlq, message, message.key, message.value, headers, budget=self.dead_letter_budget
-        )
-        metrics.events_dead_lettered.labels(reason).inc()
 
     async def guarded(
         self,

@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 
 from logic.lag import LaneLag, PartitionOffsets, lag_by_lane
 from schemas.common import Category, Channel, Lane
-from schemas.notifications import Delivery, Receipt
+from schemas.notifications import Delivery, Receipt, ReceiptStatus
 
 # The *_created series (one per labelled child) double the exposition for no dashboard use.
 disable_created_metrics()
@@ -217,9 +217,26 @@ def delivery_planned(delivery: Delivery) -> None:
 
 
 def receipt_written(receipt: Receipt) -> None:
+    """A delivery's receipt (one that names a channel): `clarion_delivery_outcomes_total`.
+    Provider feedback names no lane: its receipts count with lane ""."""
     lane = receipt.lane.value if receipt.lane is not None else ""
     channel = receipt.channel.value if receipt.channel is not None else ""
     inc(delivery_outcomes, lane, channel, receipt.status.value)
+
+
+_DROPPED = frozenset({ReceiptStatus.EXPIRED, ReceiptStatus.SUPPRESSED, ReceiptStatus.THROTTLED})
+
+
+def receipt_sent(receipt: Receipt) -> None:
+    """Count a receipt by what it is about (streams/receipts.send, the one writer): a
+    delivery's outcome, a notification dropped before any delivery, or one sent degraded.
+    A client's `seen` / `read` is not counted."""
+    if receipt.channel is not None:
+        receipt_written(receipt)
+    elif receipt.status is ReceiptStatus.DEGRADED:
+        notification_degraded(receipt)
+    elif receipt.status in _DROPPED:
+        notification_dropped(receipt)
 
 
 _flushed: dict[str, tuple[int, int]] = {}  # lane -> (windows, notifications): the gauge's source
@@ -260,9 +277,12 @@ def retry_scheduled(delivery: Delivery, via: str) -> None:
     inc(delivery_retries, delivery.lane.value, delivery.channel.value, via)
 
 
-def dead_lettered(delivery: Delivery, provider: str, status: str) -> None:
-    labels = (delivery.lane.value, delivery.channel.value, provider, status)
-    deliveries_dead_lettered.labels(*labels).inc()
+def delivery_dead_lettered(receipt: Receipt, provider: str) -> None:
+    """A delivery written to dlq.deliveries, by its receipt (from a sink or from provider
+    feedback: streams/deadletter.delivery). The receipt itself counts in delivery_outcomes."""
+    lane = receipt.lane.value if receipt.lane is not None else ""
+    channel = receipt.channel.value if receipt.channel is not None else ""
+    inc(deliveries_dead_lettered, lane, channel, provider, receipt.status.value)
 
 
 # -- consumer lag, computed at scrape time ---------------------------------------------------

@@ -1,4 +1,5 @@
-"""Write the receipt for a delivery's outcome."""
+"""The one writer of the `receipts` topic. Receipts are built in `logic/receipts.py`; this
+sends them keyed by the recipient and counts each one (`metrics.receipt_sent`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from logic import receipts
 from schemas.notifications import Delivery, Receipt, ReceiptStatus
 from streams import metrics
 
@@ -20,19 +22,14 @@ class HasTopics(Protocol):
     def topics(self) -> Topics: ...
 
 
+async def send(ctx: HasTopics, receipt: Receipt) -> Awaitable[Any]:
+    """Send `receipt`; the returned future resolves when the broker has it."""
+    metrics.receipt_sent(receipt)
+    return await ctx.topics.receipts.send(key=receipt.recipient_id.encode(), value=receipt)
+
+
 async def record(
     ctx: HasTopics, delivery: Delivery, status: ReceiptStatus, reason: str | None = None
 ) -> Awaitable[Any]:
-    """Send the receipt; the returned future resolves when the broker has it."""
-    receipt = Receipt(
-        notification_id=delivery.notification_id,
-        recipient_id=delivery.recipient_id,
-        lane=delivery.lane,
-        status=status,
-        at=datetime.now(UTC),
-        delivery_id=delivery.delivery_id,
-        channel=delivery.channel,
-        reason=reason,
-    )
-    metrics.receipt_written(receipt)
-    return await ctx.topics.receipts.send(key=delivery.recipient_id.encode(), value=receipt)
+    """Send the receipt of a delivery's outcome, stamped now."""
+    return await send(ctx, receipts.for_delivery(delivery, status, datetime.now(UTC), reason))

@@ -1,7 +1,8 @@
 """Email through SendGrid v3 (``sendgrid`` SDK, synchronous: run on a dedicated pool).
 
 A 202 only means "queued": bounces and drops arrive later through the Event Webhook,
-which echoes the mail's ``custom_args`` -- the Clarion ids set here -- in every event.
+which echoes the mail's ``custom_args`` -- the Clarion ids and the delivery's attempt set
+here -- in every event.
 ``parse_events`` verifies and decodes such a webhook request.
 
 A send that times out keeps its worker thread until the SDK's own (equal) socket timeout
@@ -87,6 +88,7 @@ def build_mail(delivery: Delivery, sender: str) -> Mail:
         CustomArg("clarion_delivery_id", delivery.delivery_id),
         CustomArg("clarion_notification_id", delivery.notification_id),
         CustomArg("clarion_recipient_id", delivery.recipient_id),
+        CustomArg("clarion_attempt", str(delivery.attempt)),
     ]
     return mail
 

@@ -60,6 +60,7 @@ async def test_send_records_mail_with_custom_args_and_message_id(
         "clarion_delivery_id": "dlv-1",
         "clarion_notification_id": "ntf-1",
         "clarion_recipient_id": "usr-1",
+        "clarion_attempt": "0",  # echoed in feedback: the dead letter's attempts header
     }
     text, html = (c["value"] for c in body["content"])
     assert text == "Nice <b>photo</b> & view\n\nhttps://clarion.example/p/42"
@@ -202,6 +203,7 @@ async def test_bounce_is_accepted_then_reported_by_a_signed_event_webhook(
     assert rec.message_id == result.provider_message_id
     assert (event["clarion_delivery_id"], event["clarion_notification_id"]) == ("dlv-1", "ntf-1")
     assert event["clarion_recipient_id"] == "usr-1"
+    assert event["clarion_attempt"] == "0"
     assert abs(event["timestamp"] - time.time()) < 60
 
 

@@ -7,12 +7,31 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
+from logic import deadletter
 from logic.classify import to_notification
 from logic.rules import Rules
 from logic.validation import decode_event
 from schemas.notifications import Notification
 from schemas.users import ContactPoints, Preferences
 from tests.factories import event_bytes
+
+# Every header a dead-lettered delivery carries, whether a provider sink or provider feedback
+# found it failed (README, "Dead letters": reason, detail, channel, provider, attempts and the
+# source position; streams/deadletter.delivery writes both).
+DELIVERY_DLQ_HEADERS = frozenset(
+    {
+        deadletter.REASON,
+        deadletter.DETAIL,
+        deadletter.SOURCE_TOPIC,
+        deadletter.SOURCE_PARTITION,
+        deadletter.SOURCE_OFFSET,
+        deadletter.AT,
+        deadletter.CHANNEL,
+        deadletter.PROVIDER,
+        deadletter.DELIVERY_ID,
+        deadletter.ATTEMPTS,
+    }
+)
 
 # Ingest stamps each notification with its ingress position; windows use it to tell a
 # replayed copy from a new event. Every call gets a new offset unless one is given.

@@ -16,9 +16,10 @@ from devenv.sandbox import Sandbox
 from schemas.common import Channel, Lane
 from schemas.control import RetryRequest
 from schemas.users import Preferences
+from streams import metrics
 from tests.factories import delivery_bytes
 from tests.stages.harness import Record, StageHarness
-from tests.stages.inputs import contacts
+from tests.stages.inputs import DELIVERY_DLQ_HEADERS, contacts
 
 UID = "alice"
 IMAGE = "https://cdn.example.com/media/sha256-3f1c.jpg"
@@ -46,6 +47,10 @@ def receipts(stage: StageHarness) -> list[dict[str, Any]]:
 
 def statuses(stage: StageHarness) -> list[tuple[str, str | None]]:
     return [(r["status"], r.get("reason")) for r in receipts(stage)]
+
+
+def sample(name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 def dead_letters(stage: StageHarness) -> list[Record]:
@@ -257,11 +262,21 @@ async def test_a_permanent_failure_is_dead_lettered_and_the_target_removed(
     delivering.seed(delivering.ctx.tables.contacts, UID, contacts(UID, email=None, **points))
     sb.inject(provider, target=name, **fault)
     raw, delivery = a_delivery(channel, address, platform=platform)
+    counted = {"lane": "high", "channel": channel}
+    outcomes = "clarion_delivery_outcomes_total"
+    failed = sample(outcomes, **counted, status="failed")
+    dlq_total = "clarion_deliveries_dead_lettered_total"
+    dead_before = sample(dlq_total, **counted, provider=provider, status="failed")
     async with delivering.run(f"sink.{channel}.high") as sink:
         event = await sink.put(raw, key=UID)
 
     [dead] = dead_letters(delivering)
     assert dead.value == raw
+    # The header set and the metrics of every dead-lettered delivery (feedback's too).
+    assert set(dead.headers) == DELIVERY_DLQ_HEADERS
+    assert dead.header("clarion.dlq.delivery_id") == delivery
+    assert sample(outcomes, **counted, status="failed") == failed + 1
+    assert sample(dlq_total, **counted, provider=provider, status="failed") == dead_before + 1
     assert dead.header("clarion.dlq.reason") == reason
     assert dead.header("clarion.dlq.attempts") == "1"  # no retry
     assert dead.header("clarion.dlq.channel") == channel

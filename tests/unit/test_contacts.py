@@ -61,3 +61,19 @@ def test_sendgrid_events_become_feedback_for_clarion_mail_only() -> None:
     assert out[0].reason == "550 5.1.1 unknown user"
     assert out[0].address == "u1@example.com" and out[0].recipient_id == "u1"
     assert out[0].at.timestamp() == 1_790_000_000
+    assert out[0].attempt is None  # mail sent before Clarion echoed the attempt
+
+
+def test_sendgrid_feedback_carries_the_attempt_the_mail_echoed() -> None:
+    from logic.provider_feedback import from_sendgrid
+
+    ours = {
+        "event": "bounce",
+        "clarion_recipient_id": "u1",
+        "clarion_delivery_id": "d1",
+        "clarion_notification_id": "n1",
+        "email": "u1@example.com",
+    }
+    attempts = ["2", "0", "x", "-1", "²", "9" * 50]
+    out = from_sendgrid({**ours, "clarion_attempt": a} for a in attempts)
+    assert [f.attempt for f in out] == [2, 0, None, None, None, None]

@@ -1,0 +1,76 @@
+"""Dead letters of records that are not deliveries, in-process: ingest's rejects, a stage
+error caught by the guard and a bad `follows` record all go to dlq.events through
+streams/deadletter.record, with the header set of logic/deadletter.dlq_headers, and count
+in clarion_events_dead_lettered_total. (Dead-lettered deliveries: test_deliver.py,
+test_feedback.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from logic import deadletter
+from streams import metrics
+from tests.factories import event_bytes
+from tests.stages.conftest import harness
+from tests.stages.harness import Record, StageHarness
+
+EVENT_DLQ_HEADERS = {
+    deadletter.REASON,
+    deadletter.DETAIL,
+    deadletter.SOURCE_TOPIC,
+    deadletter.SOURCE_PARTITION,
+    deadletter.SOURCE_OFFSET,
+    deadletter.AT,
+}
+
+
+def counted(reason: str) -> float:
+    name = "clarion_events_dead_lettered_total"
+    return metrics.registry.get_sample_value(name, {"reason": reason}) or 0.0
+
+
+def check_source(dead: Record, event: object) -> None:
+    m = event.message  # type: ignore[attr-defined]
+    assert (dead.key, dead.value) == (m.key, m.value)  # untouched
+    assert (
+        dead.header(deadletter.SOURCE_TOPIC),
+        int(dead.header(deadletter.SOURCE_PARTITION)),
+        int(dead.header(deadletter.SOURCE_OFFSET)),
+    ) == (m.topic, m.partition, m.offset)
+
+
+async def test_an_ingress_reject_is_dead_lettered_and_counted(stage: StageHarness) -> None:
+    before = counted("malformed_json")
+    async with stage.run("ingest.events.social") as ingest:
+        event = await ingest.put(b"{not json", key="bob")
+    [dead] = stage.sent(stage.ctx.topics.dlq_events)
+    assert set(dead.headers) == EVENT_DLQ_HEADERS
+    assert dead.header(deadletter.REASON) == "malformed_json"
+    check_source(dead, event)
+    assert counted("malformed_json") == before + 1
+
+
+async def test_a_stage_error_is_dead_lettered_with_its_stage(tmp_path: Path) -> None:
+    stage = harness(tmp_path, fault_injection="ingest=bob")
+    before = counted("stage_error")
+    async with stage.run("ingest.events.social") as ingest:
+        event = await ingest.put(event_bytes("like"), key="bob")
+    [dead] = stage.sent(stage.ctx.topics.dlq_events)
+    assert set(dead.headers) == EVENT_DLQ_HEADERS | {deadletter.STAGE}
+    assert dead.header(deadletter.REASON) == "stage_error"
+    assert dead.header(deadletter.STAGE) == "ingest"
+    assert dead.header(deadletter.DETAIL) == "InjectedFault: injected fault in ingest"
+    check_source(dead, event)
+    assert counted("stage_error") == before + 1
+
+
+async def test_a_bad_follows_record_is_dead_lettered_and_counted(stage: StageHarness) -> None:
+    before = counted("bad_key")
+    edge = b'{"actor_id": "carol", "follower_id": "bob"}'
+    async with stage.run("graph.follows") as graph:
+        event = await graph.put(edge, key="carol/someone-else")
+    [dead] = stage.sent(stage.ctx.topics.dlq_events)
+    assert set(dead.headers) == EVENT_DLQ_HEADERS
+    assert dead.header(deadletter.REASON) == "bad_key"
+    check_source(dead, event)
+    assert counted("bad_key") == before + 1
