@@ -34,7 +34,8 @@ integration: chromium kcat $(STAMP)
 	$(BIN)/pytest -m integration
 
 # The kill -9, outage and rebalance tests (pytest -m soak, listed in tests/integration/conftest.py)
-# SOAK_RUNS times in a row, each test beside one busy loop per core (CLARION_SOAK_HOG=1). Per
+# SOAK_RUNS times in a row at full size (CLARION_DRILL_SCALE=full; `make test` runs them quick),
+# each test beside one busy loop per core (CLARION_SOAK_HOG=1). Per
 # run: pass or fail and the figures the tests print; whole logs in var/soak/.
 SOAK_RUNS ?= 5
 SOAK_FIGURES := crash: lost|outage: |rebalance: [0-9]+ deliveries|failover: |kill -9 mid-window:|three workers|like windows|came back|cpu hog:|[0-9]+ (passed|failed|skipped)
@@ -42,7 +43,7 @@ soak: $(STAMP)  ## the crash/outage/rebalance tests SOAK_RUNS (5) times beside a
 	@mkdir -p var/soak; passed=0; \
 	for i in $$(seq 1 $(SOAK_RUNS)); do \
 	  log=var/soak/run-$$i.log; \
-	  if CLARION_SOAK_HOG=1 $(BIN)/pytest -m soak tests/integration -s -p no:cacheprovider \
+	  if CLARION_SOAK_HOG=1 CLARION_DRILL_SCALE=full $(BIN)/pytest -m soak tests/integration -s -p no:cacheprovider \
 	    --basetemp=var/soak/run-$$i \
 	    >$$log 2>&1; then verdict=pass; passed=$$((passed + 1)); else verdict=FAIL; fi; \
 	  echo "soak run $$i/$(SOAK_RUNS): $$verdict (log: $$log)"; \

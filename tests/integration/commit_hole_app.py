@@ -35,6 +35,9 @@ app = HoleApp(
     store="memory://",
     datadir=os.environ["HOLE_DATA_DIR"],
     broker_commit_interval=0.3,
+    # As Clarion's workers: a killed member leaves the group in seconds, not Faust's 60 s.
+    broker_session_timeout=6,
+    broker_heartbeat_interval=2,
     consumer_auto_offset_reset="earliest",
     web_enabled=False,
 )

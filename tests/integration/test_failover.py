@@ -23,7 +23,7 @@ from logic.ids import notification_id
 from logic.partitioning import partition_of
 from streams.catalog import RECEIPTS
 from tests.factories import event_dict
-from tests.integration.conftest import Pipeline, start_pipeline
+from tests.integration.conftest import Pipeline, drill_size, ready, start_pipeline
 from tests.integration.kafka_io import collect
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 4
 RATE_PER_S = 20
 BEFORE_KILL_S = 8
-AFTER_KILL_S = 30
+AFTER_KILL_S = drill_size(30, 20)  # the gap is ~7 s; a quick run watches 20 s
 GOAL_S = 10.0
 # What the test asserts: the goal, with room for a machine shared with other work.
 BOUND_S = 20.0
@@ -89,8 +89,11 @@ async def test_critical_lane_gap_after_kill_9_with_a_standby(
     try:
         for name in ("w1", "w2"):
             workers.append(
-                start_pipeline(kafka_bootstrap, tmp_path / name, partitions=PARTITIONS, **group)
+                start_pipeline(
+                    kafka_bootstrap, tmp_path / name, partitions=PARTITIONS, wait=False, **group
+                )
             )
+        ready(*workers)
         first, victim = workers
         users = one_user_per_partition(f"f{run}")
         sent: list[str] = []

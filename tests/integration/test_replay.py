@@ -124,13 +124,15 @@ async def receipts(p: Pipeline, uid: str, n: int, timeout_s: float = 60) -> list
     return [value(r) for r in await records_where(p, RECEIPTS, for_user(uid), n, timeout_s)]
 
 
-async def changelog(p: Pipeline, table: str, key: str, n: int) -> list[Any]:
+async def changelog(
+    p: Pipeline, table: str, key: str, n: int, timeout_s: float = 60
+) -> list[Any]:
     records = await collect(
         p.bootstrap,
         [f"{p.app_id}-{table}-changelog"],
         until=lambda kept: len(kept) >= n,
         keep=lambda r: r.key == key.encode(),
-        timeout_s=60,
+        timeout_s=timeout_s,
     )
     return [None if r.value is None else json.loads(r.value) for r in records]
 
@@ -216,13 +218,18 @@ async def test_redeliver_of_a_delivered_range_sends_nothing_twice(
     assert summary["produced"] == 1 and summary["done"]
 
     # The replayed event went all the way to the push sink, whose ledger skipped it.
-    got = await receipts(pipeline, uid, 10, timeout_s=20)
-    skipped = [r for r in got if r["status"] == "skipped"]
-    assert [(r["channel"], r["reason"]) for r in skipped] == [("push", "already_sent")]
-    await asyncio.sleep(2)
+    def skipped(r: Any) -> bool:
+        return bool(for_user(uid)(r) and value(r)["status"] == "skipped")
+
+    await records_where(pipeline, RECEIPTS, skipped, 1, timeout_s=60)
+    await asyncio.sleep(2)  # a second send, or any other receipt, would be out by now
+    got = await receipts(pipeline, uid, 100, timeout_s=3)
+    skips = [r for r in got if r["status"] == "skipped"]
+    assert [(r["channel"], r["reason"]) for r in skips] == [("push", "already_sent")]
     assert len(sandbox.sends("fcm", token)) == 1, "the provider got the notification twice"
     # The in-app sink saw the same delivery id again and kept one inbox item.
-    assert all(len(items) == 1 for items in await changelog(pipeline, "inbox", uid, 2))
+    inbox = await changelog(pipeline, "inbox", uid, 100, timeout_s=3)
+    assert inbox and all(len(items) == 1 for items in inbox)
 
 
 # -- state-only ----------------------------------------------------------------------------

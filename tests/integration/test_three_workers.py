@@ -22,7 +22,7 @@ from logic.partitioning import partition_of
 from schemas.common import Channel, Lane
 from streams.catalog import delivery_topic
 from tests.factories import event_dict
-from tests.integration.conftest import FAST_RULES, Pipeline, start_pipeline
+from tests.integration.conftest import FAST_RULES, Pipeline, drill_size, ready, start_pipeline
 from tests.integration.kafka_io import collect
 from tests.integration.test_fanout import broadcast, follow_all, notified, wait_for_graph
 from tests.integration.windows_diag import (
@@ -120,9 +120,15 @@ async def test_kill_one_of_three_workers_and_add_a_fourth(
         for name in ("w1", "w2", "w3"):
             workers.append(
                 start_pipeline(
-                    kafka_bootstrap, tmp_path / name, partitions=PARTITIONS, **group, **env
+                    kafka_bootstrap,
+                    tmp_path / name,
+                    partitions=PARTITIONS,
+                    wait=False,
+                    **group,
+                    **env,
                 )
             )
+        ready(*workers)
         first = workers[0]
         users = one_user_per_partition(f"u{run}")
         star = f"star-{run}"
@@ -205,7 +211,8 @@ async def test_kill_one_of_three_workers_and_add_a_fourth(
             w.worker.stop()
 
 
-COMEBACK_WINDOW_S = 90
+# Long enough for B to boot, join and take partitions while the window is open (quick: 60 s).
+COMEBACK_WINDOW_S = drill_size(90, 60)
 COMEBACK_PARTITIONS = 4
 COMEBACK_LIKES = 50
 
