@@ -46,7 +46,7 @@ from schemas.digests import DigestWindow
 from schemas.notifications import Notification
 from streams import metrics
 from streams.consumer import committed_offset
-from tables.window_index import PROGRESS_PREFIX
+from tables import keys
 
 if TYPE_CHECKING:
     from streams.context import StageContext
@@ -85,7 +85,7 @@ async def gather(
         return  # a replayed copy: the restored window (or one already sent) has it
     rule = rules.for_category(n.category)
     group = windows.group_key(n, rule)
-    key = windows.window_key(n.recipient_id, group).encode()
+    key = keys.window_key(n.recipient_id, group)
     if key in index.flushing:  # a tick is sending this window: join the next one
         await index.flushing[key]
     w = _load(ctx, key)
@@ -159,7 +159,7 @@ async def _flush(
 
 def _save_progress(ctx: StageContext, partition: int, lanes: tuple[Lane, ...]) -> None:
     index, digests = ctx.windows, ctx.tables.digests
-    row = PROGRESS_PREFIX + str(partition).encode()
+    row = keys.digest_progress_key(partition)
     progress = {
         lane.value: {
             "applied": dict(index.applied[(lane, partition)]),

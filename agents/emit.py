@@ -20,7 +20,7 @@ from schemas.control import EscalationStep
 from schemas.notifications import Delivery, Notification, ReceiptStatus
 from schemas.users import ContactPoints, Preferences
 from streams import metrics, receipts
-from tables import presence
+from tables import keys, presence
 
 if TYPE_CHECKING:
     from streams.context import StageContext
@@ -31,7 +31,7 @@ def profile(
 ) -> tuple[Preferences | None, ContactPoints | None]:
     """The recipient's tables, read from the partition being processed (co-partitioned)."""
     preferences, contacts = ctx.tables.preferences, ctx.tables.contacts
-    key = recipient_id.encode()
+    key = keys.user_key(recipient_id)
     return preferences.get(key), contacts.get(key)
 
 
@@ -50,10 +50,6 @@ def plan(
     return prefer_in_app(p, online=online, lane=n.lane, required=required)
 
 
-def _bucket_key(recipient_id: str, channel: Channel) -> bytes:
-    return f"{recipient_id}\x1f{channel.value}".encode()
-
-
 def _buckets(
     ctx: StageContext, p: RoutePlan, n: Notification, prefs: Preferences | None
 ) -> tuple[set[Channel], dict[Channel, BucketLimit | None], dict[Channel, BucketState | None]]:
@@ -62,7 +58,7 @@ def _buckets(
     channels = {d.channel for d in p.deliveries}
     limits = {ch: limit_for(rules, n.category, ch, prefs) for ch in channels}
     states = {
-        ch: from_json(buckets.get(_bucket_key(n.recipient_id, ch)))
+        ch: from_json(buckets.get(keys.bucket_key(n.recipient_id, ch)))
         for ch, limit in limits.items()
         if limit is not None
     }
@@ -81,7 +77,7 @@ def _take(
     buckets = ctx.tables.buckets
     result = take_tokens(*_buckets(ctx, p, n, prefs), now)
     for ch, state in result.updates.items():
-        buckets[_bucket_key(n.recipient_id, ch)] = to_json(state)
+        buckets[keys.bucket_key(n.recipient_id, ch)] = to_json(state)
     return result
 
 

@@ -21,6 +21,7 @@ from logic.validation import EventClock, Rejection, decode_event
 from schemas.events import LiveStartedEvent
 from streams import deadletter, metrics
 from streams.catalog import INGRESS_LANE
+from tables import keys
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
@@ -91,10 +92,11 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
                 )
                 metrics.events_rekeyed.inc()
                 return
-        if is_duplicate(seen_events.get(decoded.event_id), source, offset):
+        seen_key = keys.seen_key(decoded.event_id)
+        if is_duplicate(seen_events.get(seen_key), source, offset):
             metrics.events_duplicate.labels(decoded.type).inc()
             return
-        seen_events[decoded.event_id] = seen_row(source, offset, now.timestamp())
+        seen_events[seen_key] = seen_row(source, offset, now.timestamp())
         metrics.inc(metrics.events_in, decoded.type)
         if replay is not None and not replay.forwards:
             return  # state-only: the dedupe state is rebuilt, nothing goes onward

@@ -1,5 +1,5 @@
-"""What the operator table views show: how a user's rows are found by key, and how each
-table's value is rendered as JSON. Contact points never leave unmasked."""
+"""What the operator table views show: how each table's value is rendered as JSON (the keys
+a view looks up are built by tables/keys.py). Contact points never leave unmasked."""
 
 from __future__ import annotations
 
@@ -8,25 +8,7 @@ from typing import Any
 
 from logic.masking import mask_address
 
-SEP = "\x1f"  # composite keys are "<recipient>\x1f<rest>"; \x1f cannot appear in an Id
-
 Renderer = Callable[[Any], Any]
-
-
-def user_key(user_id: str) -> bytes:
-    """Tables and topics are keyed by the raw UTF-8 user id (the producers' key bytes)."""
-    return user_id.encode()
-
-
-def user_prefix(user_id: str) -> bytes:
-    """Every composite row of one recipient starts with this, and sorts together."""
-    return f"{user_id}{SEP}".encode()
-
-
-def slash_prefix(key: str) -> bytes:
-    """Rows "<id>/<rest>" (followers: actor/follower; fanout: broadcast/partition)."""
-    return f"{key}/".encode()
-
 
 # Field names that hold a secret or an address whatever table they turn up in.
 _SENSITIVE = ("token", "secret", "password", "email", "phone", "address", "url")

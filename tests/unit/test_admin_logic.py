@@ -1,4 +1,4 @@
-"""The pure parts of the operator views: token check, key building, masking and rendering,
+"""The pure parts of the operator views: token check, masking and rendering,
 lag arithmetic, and the OpenAPI builder."""
 
 from __future__ import annotations
@@ -17,14 +17,10 @@ from logic.admin_render import (
     mask_contact_points,
     render_bucket,
     render_ledger,
-    slash_prefix,
-    user_key,
-    user_prefix,
     window_summary,
 )
 from logic.masking import describe_invalid
 from logic.openapi import Param, Route, build
-from logic.windows import window_key
 from schemas.admin import ErrorBody, LagsResponse, TableRows
 from schemas.common import Lane
 from schemas.users import ContactPoints
@@ -47,15 +43,6 @@ def test_admin_token_is_required_and_compared() -> None:
     assert check_admin(f"Bearer {TOKEN}", "") == NOT_CONFIGURED
     assert (MISSING.status, WRONG.status, NOT_CONFIGURED.status) == (401, 403, 403)
     assert "CLARION_ADMIN_TOKEN" in NOT_CONFIGURED.reason
-
-
-def test_keys_match_the_writers() -> None:
-    assert user_key("alice") == b"alice"
-    assert user_key("zoë") == "zoë".encode()
-    # The composite prefix is what digests/buckets/ledger/confirmed keys start with.
-    assert window_key("alice", "like:photo:p1").encode().startswith(user_prefix("alice"))
-    assert not window_key("alice2", "x").encode().startswith(user_prefix("alice"))
-    assert slash_prefix("celeb") == b"celeb/"
 
 
 def _contacts() -> dict[str, Any]:
