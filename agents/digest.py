@@ -47,6 +47,7 @@ from schemas.notifications import Notification
 from streams import metrics
 from streams.consumer import committed_offset
 from tables import keys
+from tables.rows import DigestProgress, LaneProgress
 
 if TYPE_CHECKING:
     from streams.context import StageContext
@@ -60,12 +61,12 @@ _OVERDUE_S = 15.0
 
 def _load(ctx: StageContext, key: bytes) -> DigestWindow | None:
     value = ctx.tables.digests.get(key)
-    return None if value is None else DigestWindow.model_validate(value)
+    return value if isinstance(value, DigestWindow) else None
 
 
 def _store(ctx: StageContext, key: bytes, w: DigestWindow, partition: int) -> None:
     index, digests = ctx.windows, ctx.tables.digests
-    digests[key] = w.model_dump(mode="json")
+    digests[key] = w
     heapq.heappush(index.heaps[(w.lane, partition)], (w.deadline, key))
 
 
@@ -160,14 +161,15 @@ async def _flush(
 def _save_progress(ctx: StageContext, partition: int, lanes: tuple[Lane, ...]) -> None:
     index, digests = ctx.windows, ctx.tables.digests
     row = keys.digest_progress_key(partition)
-    progress = {
-        lane.value: {
-            "applied": dict(index.applied[(lane, partition)]),
-            "closed_until": index.closed_until.get((lane, partition), 0.0),
-        }
+    progress: DigestProgress = {
+        lane: LaneProgress(
+            applied=dict(index.applied[(lane, partition)]),
+            closed_until=index.closed_until.get((lane, partition), 0.0),
+        )
         for lane in lanes
     }
-    digests[row] = (digests.get(row) or {}) | progress
+    saved = digests.get(row)
+    digests[row] = (saved if isinstance(saved, dict) else {}) | progress
 
 
 async def flush_due(ctx: StageContext, partition: int, now: float) -> int:

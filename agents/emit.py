@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from logic.buckets import BucketLimit, BucketState, from_json, to_json
+from logic.buckets import BucketLimit, BucketState
 from logic.escalation import split_for_escalation
 from logic.presence import prefer_in_app
 from logic.receipts import for_notification
@@ -21,6 +21,7 @@ from schemas.notifications import Delivery, Notification, ReceiptStatus
 from schemas.users import ContactPoints, Preferences
 from streams import metrics, receipts
 from tables import keys, presence
+from tables.rows import BucketRow
 
 if TYPE_CHECKING:
     from streams.context import StageContext
@@ -58,11 +59,15 @@ def _buckets(
     channels = {d.channel for d in p.deliveries}
     limits = {ch: limit_for(rules, n.category, ch, prefs) for ch in channels}
     states = {
-        ch: from_json(buckets.get(keys.bucket_key(n.recipient_id, ch)))
+        ch: _state(buckets.get(keys.bucket_key(n.recipient_id, ch)))
         for ch, limit in limits.items()
         if limit is not None
     }
     return channels, limits, states
+
+
+def _state(row: BucketRow | None) -> BucketState | None:
+    return None if row is None else row.state()
 
 
 def seconds_until_tokens(
@@ -77,7 +82,7 @@ def _take(
     buckets = ctx.tables.buckets
     result = take_tokens(*_buckets(ctx, p, n, prefs), now)
     for ch, state in result.updates.items():
-        buckets[keys.bucket_key(n.recipient_id, ch)] = to_json(state)
+        buckets[keys.bucket_key(n.recipient_id, ch)] = BucketRow.of(state)
     return result
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import faust
 
 from logic.classify import to_notification
-from logic.dedupe import is_duplicate, seen_row
+from logic.dedupe import is_duplicate
 from logic.partitioning import partition_of
 from logic.rekey import needs_rekey, rekey_headers, rekey_source
 from logic.replay import Source, ingress_position, replay_marker
@@ -22,6 +22,7 @@ from schemas.events import LiveStartedEvent
 from streams import deadletter, metrics
 from streams.catalog import INGRESS_LANE
 from tables import keys
+from tables.rows import SeenEvent
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
@@ -96,7 +97,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
         if is_duplicate(seen_events.get(seen_key), source, offset):
             metrics.events_duplicate.labels(decoded.type).inc()
             return
-        seen_events[seen_key] = seen_row(source, offset, now.timestamp())
+        seen_events[seen_key] = SeenEvent(offset, now.timestamp(), source)
         metrics.inc(metrics.events_in, decoded.type)
         if replay is not None and not replay.forwards:
             return  # state-only: the dedupe state is rebuilt, nothing goes onward

@@ -17,6 +17,7 @@ from logic.presence import connected, disconnected
 from schemas.presence import PresenceEvent, PresenceKind
 from tables import keys
 from tables import presence as gateway_route
+from tables.rows import LeaseRow
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
@@ -35,7 +36,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
             now = time.time()
             if record.kind is PresenceKind.LEASE:
                 expires = record.expires_at.timestamp() if record.expires_at else now
-                presence[keys.lease_key(record.gateway_id)] = [record.epoch, expires]
+                presence[keys.lease_key(record.gateway_id)] = LeaseRow(record.epoch, expires)
                 continue
             if not record.user_id:
                 log.warning(

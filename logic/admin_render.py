@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import msgspec
+
 from logic.masking import mask_address
+from schemas.digests import DigestWindow
 
 Renderer = Callable[[Any], Any]
 
@@ -50,22 +53,6 @@ def mask_contact_points(contacts: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _pair(first: str, second: str) -> Renderer:
-    """Tables that store a two-element list: name its parts."""
-
-    def render(value: Any) -> Any:
-        if isinstance(value, list | tuple) and len(value) == 2:
-            return {first: value[0], second: value[1]}
-        return value
-
-    return render
-
-
-render_bucket = _pair("tokens", "updated_at")
-render_ledger = _pair("sent_at", "provider_message_id")
-render_seen_event = _pair("ingress_offset", "first_seen_at")
-
-
 def render_confirmed(value: Any) -> Any:
     return {"confirmed_at": value}
 
@@ -74,24 +61,27 @@ def render_followed(value: Any) -> Any:
     return {"followed_at": value}
 
 
-def render_window(value: Any) -> Any:
-    """A digest window as stored; the first notification's free-form `data` stays (it holds
-    no contact point: deliveries, not notifications, carry addresses)."""
+def render_struct(value: Any) -> Any:
+    """A typed row (a msgspec Struct, tables/rows.py) as an object with its field names, also
+    the rows stored as JSON lists (`[tokens, updated_at]` is shown as
+    {"tokens": …, "updated_at": …})."""
+    if isinstance(value, msgspec.Struct):
+        return msgspec.structs.asdict(value)
     return value
 
 
-def window_summary(window: Mapping[str, Any], partition: int) -> dict[str, Any]:
+def window_summary(window: DigestWindow, partition: int) -> dict[str, Any]:
     """One line of the open-windows list (the window's full row is in the digests view)."""
     return {
-        "recipient_id": window["recipient_id"],
-        "group_key": window["group_key"],
-        "lane": window["lane"],
+        "recipient_id": window.recipient_id,
+        "group_key": window.group_key,
+        "lane": window.lane.value,
         "partition": partition,
-        "window_start": window["window_start"],
-        "window_end": window["window_end"],
-        "deadline": window["deadline"],
-        "count": window["count"],
-        "actors": len(window.get("actor_ids") or ()),
+        "window_start": window.window_start,
+        "window_end": window.window_end,
+        "deadline": window.deadline,
+        "count": window.count,
+        "actors": len(window.actor_ids),
     }
 
 

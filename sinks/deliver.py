@@ -39,6 +39,7 @@ from sinks.providers.factory import close_senders
 from streams import metrics, receipts
 from tables import keys
 from tables.profile_updates import disable_channel, remove_address
+from tables.rows import LedgerEntry
 
 if TYPE_CHECKING:
     from sinks.context import SinkContext
@@ -141,7 +142,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
         async def _finish(self, result: SendResult) -> None:
             d = self.delivery
             if result.outcome is Outcome.SENT:
-                row = [time.time(), result.provider_message_id]
+                row = LedgerEntry(time.time(), result.provider_message_id)
                 ledger[keys.ledger_key(d.recipient_id, d.delivery_id)] = row
                 # The send is final from here: a copy waiting on the claim is skipped even if
                 # writing the receipt below fails and this work is tried again.

@@ -46,6 +46,7 @@ from schemas.admin import (
     WindowsResponse,
 )
 from schemas.common import Id
+from schemas.digests import DigestWindow
 from streams.consumer import committed_offset
 from tables import keys, scan
 
@@ -112,9 +113,9 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
         "contacts": TableView(contacts, _USER, _contacts, "contact points, masked"),
         "inbox": TableView(inbox, _USER, _model, "newest in-app items"),
         "presence": TableView(presence, _USER, _model, "gateway id -> epoch"),
-        "digests": TableView(digests, _ROWS, render.render_window, "open windows", _user_rows),
-        "buckets": TableView(buckets, _ROWS, render.render_bucket, "token buckets", _user_rows),
-        "ledger": TableView(ledger, _ROWS, render.render_ledger, "sent deliveries", _user_rows),
+        "digests": TableView(digests, _ROWS, _model, "open windows", _user_rows),
+        "buckets": TableView(buckets, _ROWS, render.render_struct, "token buckets", _user_rows),
+        "ledger": TableView(ledger, _ROWS, render.render_struct, "sent deliveries", _user_rows),
         "confirmed": TableView(
             confirmed, _ROWS, render.render_confirmed, "confirmations", _user_rows
         ),
@@ -323,8 +324,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
                 if keys.digest_progress_partition(key) is not None:  # not a window
                     continue
                 value = scan.decode_value(digests, raw)
-                # Faust keeps its changelog offset in the same store (an int under its own key).
-                if isinstance(value, dict) and "recipient_id" in value:
+                if isinstance(value, DigestWindow):
                     found.append(render.window_summary(value, p))
             await asyncio.sleep(0)  # let the agents run between partitions
         return {

@@ -13,6 +13,7 @@ from schemas.notifications import InboxItem
 from schemas.presence import GatewayPush
 from streams import catalog
 from tables import keys
+from tables.rows import LeaseRow
 
 if TYPE_CHECKING:
     from tables.state import TablesAndTopics
@@ -22,7 +23,7 @@ def lease_of(ctx: TablesAndTopics, gateway_id: str) -> Lease | None:
     # Every partition holds its own copy of each lease row (the gateway sends its LEASE to
     # each one), so the lookup reads the store of the partition being processed.
     row = ctx.tables.presence.get(keys.lease_key(gateway_id))
-    return None if row is None else (str(row[0]), float(row[1]))
+    return (row.epoch, row.expires_at) if isinstance(row, LeaseRow) else None
 
 
 def leases(ctx: TablesAndTopics) -> Callable[[str], Lease | None]:
@@ -31,7 +32,8 @@ def leases(ctx: TablesAndTopics) -> Callable[[str], Lease | None]:
 
 
 def state_of(ctx: TablesAndTopics, user_id: str) -> Presence:
-    return dict(ctx.tables.presence.get(keys.user_key(user_id)) or {})
+    row = ctx.tables.presence.get(keys.user_key(user_id))
+    return dict(row) if isinstance(row, dict) else {}
 
 
 def gateways_of(ctx: TablesAndTopics, user_id: str, now: float) -> list[str]:

@@ -85,14 +85,14 @@ class WindowIndex:
         for key, value in self.digests.items():
             p = keys.digest_progress_partition(key)
             if p is not None:
-                for lane_name, progress in value.items():
-                    lp = (Lane(lane_name), p)
-                    self._merge(lp, progress["applied"])
+                for lane, progress in value.items():
+                    lp = (lane, p)
+                    self._merge(lp, progress.applied)
                     self.closed_until[lp] = max(
-                        self.closed_until.get(lp, 0.0), progress["closed_until"]
+                        self.closed_until.get(lp, 0.0), progress.closed_until
                     )
                 continue
-            w = DigestWindow.model_validate(value)
+            w: DigestWindow = value
             lp = (w.lane, partition_of(w.recipient_id, self.settings.partitions))
             heapq.heappush(self.heaps[lp], (w.deadline, key))
             self._merge(lp, w.sources)
