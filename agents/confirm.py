@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
-from agents.escalate import confirmed_key
 from logic.inbox import mark
 from logic.ownership import owns_lane, serves_every_lane
 from logic.receipts import for_confirmation
 from schemas.control import ClientAction, Confirmation
 from streams import receipts
+from tables import keys
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
@@ -34,7 +34,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
     async def confirm(stream: faust.StreamT[Confirmation]) -> None:
         served = app.settings.served_lanes
         async for c in stream:
-            key = c.recipient_id.encode()
+            key = keys.user_key(c.recipient_id)
             ids = set(c.notification_ids)
             read = c.action is ClientAction.READ
             items = inbox.get(key) or []
@@ -44,7 +44,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
             inbox[key] = mark(items, ids, read=read)
             if read:
                 for nid in ids:
-                    confirmed[confirmed_key(c.recipient_id, nid)] = time.time()
+                    confirmed[keys.confirmed_key(c.recipient_id, nid)] = time.time()
             futures: list[Any] = []
             for nid in sorted(ids):
                 item = by_id.get(nid)

@@ -46,7 +46,8 @@ from schemas.digests import DigestWindow
 from schemas.notifications import Notification
 from streams import metrics
 from streams.consumer import committed_offset
-from tables.window_index import PROGRESS_PREFIX
+from tables import keys
+from tables.rows import DigestProgress, LaneProgress
 
 if TYPE_CHECKING:
     from streams.context import StageContext
@@ -60,12 +61,12 @@ _OVERDUE_S = 15.0
 
 def _load(ctx: StageContext, key: bytes) -> DigestWindow | None:
     value = ctx.tables.digests.get(key)
-    return None if value is None else DigestWindow.model_validate(value)
+    return value if isinstance(value, DigestWindow) else None
 
 
 def _store(ctx: StageContext, key: bytes, w: DigestWindow, partition: int) -> None:
     index, digests = ctx.windows, ctx.tables.digests
-    digests[key] = w.model_dump(mode="json")
+    digests[key] = w
     heapq.heappush(index.heaps[(w.lane, partition)], (w.deadline, key))
 
 
@@ -85,7 +86,7 @@ async def gather(
         return  # a replayed copy: the restored window (or one already sent) has it
     rule = rules.for_category(n.category)
     group = windows.group_key(n, rule)
-    key = windows.window_key(n.recipient_id, group).encode()
+    key = keys.window_key(n.recipient_id, group)
     if key in index.flushing:  # a tick is sending this window: join the next one
         await index.flushing[key]
     w = _load(ctx, key)
@@ -159,15 +160,16 @@ async def _flush(
 
 def _save_progress(ctx: StageContext, partition: int, lanes: tuple[Lane, ...]) -> None:
     index, digests = ctx.windows, ctx.tables.digests
-    row = PROGRESS_PREFIX + str(partition).encode()
-    progress = {
-        lane.value: {
-            "applied": dict(index.applied[(lane, partition)]),
-            "closed_until": index.closed_until.get((lane, partition), 0.0),
-        }
+    row = keys.digest_progress_key(partition)
+    progress: DigestProgress = {
+        lane: LaneProgress(
+            applied=dict(index.applied[(lane, partition)]),
+            closed_until=index.closed_until.get((lane, partition), 0.0),
+        )
         for lane in lanes
     }
-    digests[row] = (digests.get(row) or {}) | progress
+    saved = digests.get(row)
+    digests[row] = (saved if isinstance(saved, dict) else {}) | progress
 
 
 async def flush_due(ctx: StageContext, partition: int, now: float) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from logic.buckets import BucketLimit, BucketState, from_json, to_json
+from logic.buckets import BucketLimit, BucketState
 from logic.escalation import split_for_escalation
 from logic.presence import prefer_in_app
 from logic.receipts import for_notification
@@ -20,7 +20,8 @@ from schemas.control import EscalationStep
 from schemas.notifications import Delivery, Notification, ReceiptStatus
 from schemas.users import ContactPoints, Preferences
 from streams import metrics, receipts
-from tables import presence
+from tables import keys, presence
+from tables.rows import BucketRow
 
 if TYPE_CHECKING:
     from streams.context import StageContext
@@ -31,7 +32,7 @@ def profile(
 ) -> tuple[Preferences | None, ContactPoints | None]:
     """The recipient's tables, read from the partition being processed (co-partitioned)."""
     preferences, contacts = ctx.tables.preferences, ctx.tables.contacts
-    key = recipient_id.encode()
+    key = keys.user_key(recipient_id)
     return preferences.get(key), contacts.get(key)
 
 
@@ -50,10 +51,6 @@ def plan(
     return prefer_in_app(p, online=online, lane=n.lane, required=required)
 
 
-def _bucket_key(recipient_id: str, channel: Channel) -> bytes:
-    return f"{recipient_id}\x1f{channel.value}".encode()
-
-
 def _buckets(
     ctx: StageContext, p: RoutePlan, n: Notification, prefs: Preferences | None
 ) -> tuple[set[Channel], dict[Channel, BucketLimit | None], dict[Channel, BucketState | None]]:
@@ -62,11 +59,15 @@ def _buckets(
     channels = {d.channel for d in p.deliveries}
     limits = {ch: limit_for(rules, n.category, ch, prefs) for ch in channels}
     states = {
-        ch: from_json(buckets.get(_bucket_key(n.recipient_id, ch)))
+        ch: _state(buckets.get(keys.bucket_key(n.recipient_id, ch)))
         for ch, limit in limits.items()
         if limit is not None
     }
     return channels, limits, states
+
+
+def _state(row: BucketRow | None) -> BucketState | None:
+    return None if row is None else row.state()
 
 
 def seconds_until_tokens(
@@ -81,7 +82,7 @@ def _take(
     buckets = ctx.tables.buckets
     result = take_tokens(*_buckets(ctx, p, n, prefs), now)
     for ch, state in result.updates.items():
-        buckets[_bucket_key(n.recipient_id, ch)] = to_json(state)
+        buckets[keys.bucket_key(n.recipient_id, ch)] = BucketRow.of(state)
     return result
 
 

@@ -23,21 +23,18 @@ from logic.ownership import owns_lane
 from schemas.control import EscalationStep
 from schemas.notifications import ReceiptStatus
 from streams import metrics, receipts
+from tables import keys
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
     from streams.context import StageContext
 
 
-def confirmed_key(recipient_id: str, notification_id: str) -> bytes:
-    return f"{recipient_id}\x1f{notification_id}".encode()
-
-
 def install(app: ClarionApp, ctx: StageContext) -> None:
     topics, confirmed = ctx.topics, ctx.tables.confirmed
 
     async def _step(step: EscalationStep) -> None:
-        if confirmed.get(confirmed_key(step.recipient_id, step.notification_id)) is not None:
+        if confirmed.get(keys.confirmed_key(step.recipient_id, step.notification_id)) is not None:
             metrics.escalation_steps.labels("confirmed").inc()
             return
         metrics.escalation_steps.labels("sent").inc()

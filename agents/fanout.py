@@ -25,11 +25,8 @@ from faust.types import TP
 
 from logic.fanout import (
     advance,
-    audience_prefix,
-    follower_of,
     next_task,
     pause_after_page,
-    progress_key,
     resume_task,
     should_run,
     stalled,
@@ -37,6 +34,7 @@ from logic.fanout import (
 from logic.fanout import to_follower as notification_for
 from schemas.events import LiveStartedEvent
 from schemas.graph import FanoutTask
+from tables.keys import audience_prefix, fanout_key, follower_of
 from tables.scan import keys_with_prefix
 
 if TYPE_CHECKING:
@@ -64,7 +62,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
         async for event in stream.events():
             task: FanoutTask = event.value
             partition = event.message.partition
-            key = progress_key(task.broadcast.event_id, partition)
+            key = fanout_key(task.broadcast.event_id, partition)
             progress = fanout.get(key)
             if not should_run(task, progress):
                 continue

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import faust
 from pydantic import ValidationError
 
-from logic.fanout import BadEdgeKey, check_edge_key
 from logic.validation import Rejection, RejectReason
 from schemas.graph import FollowEdge
 from streams import deadletter
+from tables.keys import BadEdgeKey, check_edge_key
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp

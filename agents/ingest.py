@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import faust
 
 from logic.classify import to_notification
-from logic.dedupe import is_duplicate, seen_row
+from logic.dedupe import is_duplicate
 from logic.partitioning import partition_of
 from logic.rekey import needs_rekey, rekey_headers, rekey_source
 from logic.replay import Source, ingress_position, replay_marker
@@ -21,6 +21,8 @@ from logic.validation import EventClock, Rejection, decode_event
 from schemas.events import LiveStartedEvent
 from streams import deadletter, metrics
 from streams.catalog import INGRESS_LANE
+from tables import keys
+from tables.rows import SeenEvent
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
@@ -91,10 +93,11 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
                 )
                 metrics.events_rekeyed.inc()
                 return
-        if is_duplicate(seen_events.get(decoded.event_id), source, offset):
+        seen_key = keys.seen_key(decoded.event_id)
+        if is_duplicate(seen_events.get(seen_key), source, offset):
             metrics.events_duplicate.labels(decoded.type).inc()
             return
-        seen_events[decoded.event_id] = seen_row(source, offset, now.timestamp())
+        seen_events[seen_key] = SeenEvent(offset, now.timestamp(), source)
         metrics.inc(metrics.events_in, decoded.type)
         if replay is not None and not replay.forwards:
             return  # state-only: the dedupe state is rebuilt, nothing goes onward

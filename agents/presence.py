@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING
 
 import faust
 
-from logic.presence import connected, disconnected, lease_key
+from logic.presence import connected, disconnected
 from schemas.presence import PresenceEvent, PresenceKind
+from tables import keys
 from tables import presence as gateway_route
+from tables.rows import LeaseRow
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
@@ -34,14 +36,14 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
             now = time.time()
             if record.kind is PresenceKind.LEASE:
                 expires = record.expires_at.timestamp() if record.expires_at else now
-                presence[lease_key(record.gateway_id)] = [record.epoch, expires]
+                presence[keys.lease_key(record.gateway_id)] = LeaseRow(record.epoch, expires)
                 continue
             if not record.user_id:
                 log.warning(
                     "presence %s from %s without a user: skipped", record.kind, record.gateway_id
                 )
                 continue
-            key = record.user_id.encode()
+            key = keys.user_key(record.user_id)
             state = presence.get(key)
             if record.kind is PresenceKind.ONLINE:
                 presence[key] = connected(

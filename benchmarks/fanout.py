@@ -39,12 +39,13 @@ from benchmarks.common import (
     send_all,
     wait_for_count,
 )
-from logic.fanout import edge_key, to_follower
+from logic.fanout import to_follower
 from logic.rules import load_rules
 from schemas.common import Lane
 from schemas.events import LiveStartedEvent
 from streams.admin import ensure_topics
 from streams.catalog import BROADCASTS, FOLLOWS, TopicSpec, lane_topic
+from tables.keys import edge_key
 
 STAR = "star"
 
@@ -135,7 +136,7 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
     ) as clarion:
         graph_started = time.monotonic()
         edges = (
-            (clarion.topic(FOLLOWS), edge_key(STAR, follower(i)).encode(),
+            (clarion.topic(FOLLOWS), edge_key(STAR, follower(i)),
              json.dumps({"actor_id": STAR, "follower_id": follower(i)}).encode())
             for i in range(n)
         )  # fmt: skip

@@ -13,8 +13,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from logic.fanout import edge_key
 from streams.catalog import CONTACTS, FOLLOWS, INGRESS_FOR_TYPE, PREFERENCES
+from tables.keys import edge_key
 
 NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]
 
@@ -178,7 +178,7 @@ async def seed_profiles(
         for fan in rng.sample([u for u in users if u != actor], k=len(users) // 2):
             edge = {"actor_id": actor, "follower_id": fan}
             await producer.send(
-                prefix + FOLLOWS, json.dumps(edge).encode(), key=edge_key(actor, fan).encode()
+                prefix + FOLLOWS, json.dumps(edge).encode(), key=edge_key(actor, fan)
             )
     await producer.flush()
 

@@ -1,32 +1,17 @@
-"""What the operator table views show: how a user's rows are found by key, and how each
-table's value is rendered as JSON. Contact points never leave unmasked."""
+"""What the operator table views show: how each table's value is rendered as JSON (the keys
+a view looks up are built by tables/keys.py). Contact points never leave unmasked."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from logic.masking import mask_address
+import msgspec
 
-SEP = "\x1f"  # composite keys are "<recipient>\x1f<rest>"; \x1f cannot appear in an Id
+from logic.masking import mask_address
+from schemas.digests import DigestWindow
 
 Renderer = Callable[[Any], Any]
-
-
-def user_key(user_id: str) -> bytes:
-    """Tables and topics are keyed by the raw UTF-8 user id (the producers' key bytes)."""
-    return user_id.encode()
-
-
-def user_prefix(user_id: str) -> bytes:
-    """Every composite row of one recipient starts with this, and sorts together."""
-    return f"{user_id}{SEP}".encode()
-
-
-def slash_prefix(key: str) -> bytes:
-    """Rows "<id>/<rest>" (followers: actor/follower; fanout: broadcast/partition)."""
-    return f"{key}/".encode()
-
 
 # Field names that hold a secret or an address whatever table they turn up in.
 _SENSITIVE = ("token", "secret", "password", "email", "phone", "address", "url")
@@ -68,22 +53,6 @@ def mask_contact_points(contacts: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _pair(first: str, second: str) -> Renderer:
-    """Tables that store a two-element list: name its parts."""
-
-    def render(value: Any) -> Any:
-        if isinstance(value, list | tuple) and len(value) == 2:
-            return {first: value[0], second: value[1]}
-        return value
-
-    return render
-
-
-render_bucket = _pair("tokens", "updated_at")
-render_ledger = _pair("sent_at", "provider_message_id")
-render_seen_event = _pair("ingress_offset", "first_seen_at")
-
-
 def render_confirmed(value: Any) -> Any:
     return {"confirmed_at": value}
 
@@ -92,24 +61,27 @@ def render_followed(value: Any) -> Any:
     return {"followed_at": value}
 
 
-def render_window(value: Any) -> Any:
-    """A digest window as stored; the first notification's free-form `data` stays (it holds
-    no contact point: deliveries, not notifications, carry addresses)."""
+def render_struct(value: Any) -> Any:
+    """A typed row (a msgspec Struct, tables/rows.py) as an object with its field names, also
+    the rows stored as JSON lists (`[tokens, updated_at]` is shown as
+    {"tokens": …, "updated_at": …})."""
+    if isinstance(value, msgspec.Struct):
+        return msgspec.structs.asdict(value)
     return value
 
 
-def window_summary(window: Mapping[str, Any], partition: int) -> dict[str, Any]:
+def window_summary(window: DigestWindow, partition: int) -> dict[str, Any]:
     """One line of the open-windows list (the window's full row is in the digests view)."""
     return {
-        "recipient_id": window["recipient_id"],
-        "group_key": window["group_key"],
-        "lane": window["lane"],
+        "recipient_id": window.recipient_id,
+        "group_key": window.group_key,
+        "lane": window.lane.value,
         "partition": partition,
-        "window_start": window["window_start"],
-        "window_end": window["window_end"],
-        "deadline": window["deadline"],
-        "count": window["count"],
-        "actors": len(window.get("actor_ids") or ()),
+        "window_start": window.window_start,
+        "window_end": window.window_end,
+        "deadline": window.deadline,
+        "count": window.count,
+        "actors": len(window.actor_ids),
     }
 
 

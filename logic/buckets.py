@@ -73,20 +73,6 @@ def seconds_until_available(
     return wait
 
 
-def to_json(state: BucketState) -> list[float]:
-    """The compact table form, [tokens, updated_at]."""
-    return [state.tokens, state.updated_at]
-
-
-def from_json(value: list[float] | None) -> BucketState | None:
-    if value is None:
-        return None
-    if len(value) != 2:
-        raise ValueError(f"bucket state must be [tokens, updated_at], got {value!r}")
-    # JSON hands back ints for whole numbers; keep the dataclass honest about its types.
-    return BucketState(float(value[0]), float(value[1]))
-
-
 def _refill(state: BucketState | None, limit: BucketLimit, now: float) -> BucketState:
     if state is None:
         return BucketState(limit.burst, now)

@@ -1,5 +1,5 @@
-"""Celebrity fan-out, the pure parts: follower keys, one notification per follower, which
-page to run, and how long to wait so the fan-out keeps to its rate."""
+"""Celebrity fan-out, the pure parts: one notification per follower, which page to run,
+and how long to wait so the fan-out keeps to its rate (the keys are in tables/keys.py)."""
 
 from __future__ import annotations
 
@@ -11,38 +11,6 @@ from schemas.common import Category
 from schemas.events import LiveStartedEvent
 from schemas.graph import FanoutProgress, FanoutTask
 from schemas.notifications import Notification
-
-# "/" cannot occur in an id (schemas.common.Id), so "<actor>/<follower>" splits unambiguously
-# and is easy for a producer to build. Keys sort by actor first: one actor's followers are a
-# contiguous key range in each partition's store, paged with a range scan.
-SEPARATOR = "/"
-
-
-class BadEdgeKey(ValueError):
-    """A `follows` record whose key is not "<actor_id>/<follower_id>" for its value."""
-
-
-def edge_key(actor_id: str, follower_id: str) -> str:
-    return f"{actor_id}{SEPARATOR}{follower_id}"
-
-
-def audience_prefix(actor_id: str) -> bytes:
-    return f"{actor_id}{SEPARATOR}".encode()
-
-
-def follower_of(key: bytes) -> str:
-    return key.decode().split(SEPARATOR, 1)[1]
-
-
-def check_edge_key(key: bytes | None, actor_id: str, follower_id: str) -> None:
-    if key is None or key.decode(errors="replace") != edge_key(actor_id, follower_id):
-        raise BadEdgeKey(
-            f"key {key!r} must be '{edge_key(actor_id, follower_id)}' (actor/follower)"
-        )
-
-
-def progress_key(event_id: str, partition: int) -> bytes:
-    return f"{event_id}{SEPARATOR}{partition}".encode()
 
 
 def should_run(task: FanoutTask, progress: FanoutProgress | None) -> bool:

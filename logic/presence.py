@@ -24,11 +24,6 @@ Lease = tuple[str, float]  # (epoch, expires at, unix seconds)
 LeaseLookup = Callable[[str], Lease | None]
 
 
-def lease_key(gateway_id: str) -> bytes:
-    """Table key of a gateway's lease row (one copy in each partition's store)."""
-    return b"\x00lease\x1f" + gateway_id.encode()
-
-
 def is_live(lease: Lease | None, epoch: str, now: float) -> bool:
     return lease is not None and lease[0] == epoch and now < lease[1]
 

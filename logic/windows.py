@@ -29,11 +29,6 @@ def group_key(n: Notification, rule: CategoryRule) -> str:
             return f"{n.category.value}:{n.object.kind}:{n.object.id}"
 
 
-def window_key(recipient_id: str, group: str) -> str:
-    # \x1f cannot appear in an Id, so "<recipient>\x1f" is an unambiguous prefix (admin scans).
-    return f"{recipient_id}\x1f{group}"
-
-
 def window_time(occurred_at: float, record_time: float) -> float:
     """The instant that places a notification in a window: when the event happened, so a
     crash that interrupts ingest cannot push the rest of a burst into the next window;

@@ -37,7 +37,9 @@ from sinks.dead_letters import dead_letter
 from sinks.providers.base import Outcome, Sender, SendResult
 from sinks.providers.factory import close_senders
 from streams import metrics, receipts
+from tables import keys
 from tables.profile_updates import disable_channel, remove_address
+from tables.rows import LedgerEntry
 
 if TYPE_CHECKING:
     from sinks.context import SinkContext
@@ -62,11 +64,6 @@ def provider_of(delivery: Delivery) -> str:
         case Channel.SMS:
             return "twilio"
     return delivery.channel.value
-
-
-def ledger_key(delivery: Delivery) -> bytes:
-    # Recipient first: the key reads like the topics' keys and groups a user's rows.
-    return f"{delivery.recipient_id}\x1f{delivery.delivery_id}".encode()
 
 
 def install(app: ClarionApp, ctx: SinkContext) -> None:
@@ -117,7 +114,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
 
         async def _deliver(self, sender: Sender) -> None:
             d = self.delivery
-            if ledger.get(ledger_key(d)) is not None:
+            if ledger.get(keys.ledger_key(d.recipient_id, d.delivery_id)) is not None:
                 await (await receipts.record(ctx, d, ReceiptStatus.SKIPPED, "already_sent"))
                 self.outcome = ReceiptStatus.SENT.value
                 return
@@ -145,7 +142,8 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
         async def _finish(self, result: SendResult) -> None:
             d = self.delivery
             if result.outcome is Outcome.SENT:
-                ledger[ledger_key(d)] = [time.time(), result.provider_message_id]
+                row = LedgerEntry(time.time(), result.provider_message_id)
+                ledger[keys.ledger_key(d.recipient_id, d.delivery_id)] = row
                 # The send is final from here: a copy waiting on the claim is skipped even if
                 # writing the receipt below fails and this work is tried again.
                 self.outcome = ReceiptStatus.SENT.value

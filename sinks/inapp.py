@@ -12,7 +12,7 @@ from logic.inbox import append_item, contains, next_seq
 from schemas.common import Channel
 from schemas.notifications import Delivery, InboxItem, ReceiptStatus
 from streams import metrics, receipts
-from tables import presence
+from tables import keys, presence
 
 if TYPE_CHECKING:
     from sinks.context import SinkContext
@@ -41,7 +41,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
     async def _deliver_in_app(stream: faust.StreamT[Delivery]) -> None:
         limit = app.settings.inbox_size
         async for delivery in stream:
-            key = delivery.recipient_id.encode()
+            key = keys.user_key(delivery.recipient_id)
             items = inbox.get(key) or []
             live = 0
             # A redelivered message (crash before the offset commit) is already in the inbox.

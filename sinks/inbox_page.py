@@ -17,6 +17,7 @@ from faust.web import View
 
 from logic.tokens import InvalidToken, verify_token
 from sinks.client_auth import json_error, token_from
+from tables import keys
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
@@ -57,7 +58,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
         """The owning worker's base URL when it is another worker; None when it is this one.
         Raises 503 while partitions are not assigned (starting or rebalancing)."""
         try:
-            owner = str(app.router.key_store(inbox.name, user_id.encode())).rstrip("/")
+            owner = str(app.router.key_store(inbox.name, keys.user_key(user_id))).rstrip("/")
         except Exception as exc:
             raise web.HTTPServiceUnavailable(text="worker is not ready; retry") from exc
         return None if owner == str(app.conf.canonical_url).rstrip("/") else owner
@@ -107,7 +108,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
             owner = _owner_url(user_id)
             if owner is not None:
                 raise web.HTTPTemporaryRedirect(owner + request.path_qs)
-            items = inbox.get(user_id.encode()) or []
+            items = inbox.get(keys.user_key(user_id)) or []
             return web.json_response(
                 {
                     "user_id": user_id,

@@ -20,6 +20,7 @@ from sinks.client_auth import json_error as _error
 from sinks.client_auth import user_from
 from sinks.providers.config import ProviderSettings
 from sinks.providers.sendgrid import parse_events
+from tables import keys
 
 if TYPE_CHECKING:
     from sinks.context import SinkContext
@@ -52,7 +53,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
             user_id = _user_from(request)
             if isinstance(user_id, web.Response):
                 return user_id
-            key = user_id.encode()
+            key = keys.user_key(user_id)
             try:
                 owner = app.router.key_store(inbox.name, key)
             except Exception:  # no assignment yet (starting or rebalancing)

@@ -35,7 +35,6 @@ from pydantic_core import to_jsonable_python
 from logic import admin_render as render
 from logic import lag as lanes_lag
 from logic.admin_auth import check_admin
-from logic.fanout import audience_prefix
 from logic.openapi import Param, Route, build
 from logic.partitioning import partition_of
 from schemas.admin import (
@@ -47,8 +46,9 @@ from schemas.admin import (
     WindowsResponse,
 )
 from schemas.common import Id
+from schemas.digests import DigestWindow
 from streams.consumer import committed_offset
-from tables import scan
+from tables import keys, scan
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
@@ -107,22 +107,22 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
 
     # table name -> how its rows for a key are found and shown. One line per table.
     _USER, _ROWS, _ALL = Scope.USER, Scope.USER_ROWS, Scope.EVERY_PARTITION
-    _user_rows = render.user_prefix
+    _user_rows = keys.user_prefix
     TABLE_VIEWS: dict[str, TableView] = {
         "preferences": TableView(preferences, _USER, _model, "Preferences"),
         "contacts": TableView(contacts, _USER, _contacts, "contact points, masked"),
         "inbox": TableView(inbox, _USER, _model, "newest in-app items"),
         "presence": TableView(presence, _USER, _model, "gateway id -> epoch"),
-        "digests": TableView(digests, _ROWS, render.render_window, "open windows", _user_rows),
-        "buckets": TableView(buckets, _ROWS, render.render_bucket, "token buckets", _user_rows),
-        "ledger": TableView(ledger, _ROWS, render.render_ledger, "sent deliveries", _user_rows),
+        "digests": TableView(digests, _ROWS, _model, "open windows", _user_rows),
+        "buckets": TableView(buckets, _ROWS, render.render_struct, "token buckets", _user_rows),
+        "ledger": TableView(ledger, _ROWS, render.render_struct, "sent deliveries", _user_rows),
         "confirmed": TableView(
             confirmed, _ROWS, render.render_confirmed, "confirmations", _user_rows
         ),
         "followers": TableView(
-            followers, _ALL, render.render_followed, "followers", audience_prefix
+            followers, _ALL, render.render_followed, "followers", keys.audience_prefix
         ),
-        "fanout": TableView(fanout, _ALL, _model, "fan-out progress", render.slash_prefix),
+        "fanout": TableView(fanout, _ALL, _model, "fan-out progress", keys.fanout_prefix),
     }
 
     # -- the guard, shared by every admin view ---------------------------------------------------
@@ -170,13 +170,13 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
     def _rows_here(spec: TableView, key: str, partition: int, limit: int) -> tuple[list[Any], bool]:
         """The key's rows in one partition this worker owns: [(row key, rendered value)]."""
         if spec.prefix is None:
-            value = spec.table.get(render.user_key(key))
+            value = spec.table.get(keys.user_key(key))
             return ([] if value is None else [(key, spec.render(value))]), False
         prefix = spec.prefix(key)
         found = scan.items_with_prefix(spec.table, partition, prefix, limit + 1)
         rows = [
             (
-                k[len(prefix) :].decode(errors="replace"),
+                keys.rest_of(k, prefix),
                 spec.render(scan.decode_value(spec.table, v)),
             )
             for k, v in found[:limit]
@@ -321,11 +321,10 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
         found: list[dict[str, Any]] = []
         for p in partitions:
             for key, raw in scan.items_with_prefix(digests, p, b"", _MAX_SCAN):
-                if key.startswith(b"\x00"):  # the partition's progress row, not a window
+                if keys.digest_progress_partition(key) is not None:  # not a window
                     continue
                 value = scan.decode_value(digests, raw)
-                # Faust keeps its changelog offset in the same store (an int under its own key).
-                if isinstance(value, dict) and "recipient_id" in value:
+                if isinstance(value, DigestWindow):
                     found.append(render.window_summary(value, p))
             await asyncio.sleep(0)  # let the agents run between partitions
         return {

@@ -1,9 +1,11 @@
-"""Faust codec over pydantic models: JSON on the wire, validated models in the agents."""
+"""Faust codecs: pydantic models (the topics, the profile tables) and msgspec types (the hot
+internal table rows), JSON on the wire in both cases."""
 
 from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
+import msgspec
 from faust.serializers.codecs import Codec
 from pydantic import TypeAdapter
 
@@ -26,3 +28,20 @@ class PydanticCodec(Codec, Generic[T]):  # type: ignore[misc]
 
     def _loads(self, s: bytes) -> T:
         return self.adapter.validate_json(s)
+
+
+class MsgspecCodec(Codec, Generic[T]):  # type: ignore[misc]
+    """Serialize one type msgspec knows (a Struct, a scalar, a dict, a union of those) to
+    and from JSON bytes: the codec of the hot internal table rows (tables/rows.py)."""
+
+    def __init__(self, tp: type[T] | Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.type = tp
+        self.encoder = msgspec.json.Encoder()
+        self.decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(tp)
+
+    def _dumps(self, obj: Any) -> bytes:
+        return self.encoder.encode(obj)
+
+    def _loads(self, s: bytes) -> T:
+        return self.decoder.decode(s)

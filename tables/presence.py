@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
-from logic.presence import Lease, Presence, gateway_partition, lease_key, online_gateways
+from logic.presence import Lease, Presence, gateway_partition, online_gateways
 from schemas.notifications import InboxItem
 from schemas.presence import GatewayPush
 from streams import catalog
+from tables import keys
+from tables.rows import LeaseRow
 
 if TYPE_CHECKING:
     from tables.state import TablesAndTopics
@@ -20,8 +22,8 @@ if TYPE_CHECKING:
 def lease_of(ctx: TablesAndTopics, gateway_id: str) -> Lease | None:
     # Every partition holds its own copy of each lease row (the gateway sends its LEASE to
     # each one), so the lookup reads the store of the partition being processed.
-    row = ctx.tables.presence.get(lease_key(gateway_id))
-    return None if row is None else (str(row[0]), float(row[1]))
+    row = ctx.tables.presence.get(keys.lease_key(gateway_id))
+    return (row.epoch, row.expires_at) if isinstance(row, LeaseRow) else None
 
 
 def leases(ctx: TablesAndTopics) -> Callable[[str], Lease | None]:
@@ -30,7 +32,8 @@ def leases(ctx: TablesAndTopics) -> Callable[[str], Lease | None]:
 
 
 def state_of(ctx: TablesAndTopics, user_id: str) -> Presence:
-    return dict(ctx.tables.presence.get(user_id.encode()) or {})
+    row = ctx.tables.presence.get(keys.user_key(user_id))
+    return dict(row) if isinstance(row, dict) else {}
 
 
 def gateways_of(ctx: TablesAndTopics, user_id: str, now: float) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Protocol
 from logic.contacts import with_channel_disabled, without_addresses
 from logic.masking import mask_address
 from schemas.common import Channel
+from tables import keys
 from tables.state import TablesAndTopics
 
 log = logging.getLogger("clarion.profiles")
@@ -37,7 +38,7 @@ class UpdateContext(TablesAndTopics, Protocol):
 
 async def remove_address(ctx: UpdateContext, recipient_id: str, address: str, reason: str) -> None:
     _dead, contacts, topics = ctx.pending.dead, ctx.tables.contacts, ctx.topics
-    key = recipient_id.encode()
+    key = keys.user_key(recipient_id)
     current = contacts.get(key)
     if current is None:
         return
@@ -57,7 +58,7 @@ async def disable_channel(
     ctx: UpdateContext, recipient_id: str, channel: Channel, reason: str
 ) -> None:
     _disabled, preferences, topics = ctx.pending.disabled, ctx.tables.preferences, ctx.topics
-    key = recipient_id.encode()
+    key = keys.user_key(recipient_id)
     current = preferences.get(key)
     pending = _disabled.setdefault(recipient_id, set())
     pending.add(channel)

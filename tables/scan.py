@@ -35,15 +35,18 @@ def items_with_prefix(
     """Up to `limit` (key, serialized value) pairs of `partition` whose key starts with
     `prefix`."""
     db = table.data._db_for_partition(partition)
+    # Faust keeps the partition's changelog offset in the same store, under its own key.
+    offset_key = getattr(table.data, "offset_key", None)
     items: list[tuple[bytes, bytes]] = []
     for key, value in db.items(from_key=prefix):
         if not key.startswith(prefix) or len(items) >= limit:
             break
-        items.append((key, value))
+        if key != offset_key:
+            items.append((key, value))
     return items
 
 
 def decode_value(table: Any, raw: bytes) -> Any:
     """A serialized value read by the functions above, decoded by the table's own serializer
-    (a model for PydanticCodec tables, a dict or list for "json" ones)."""
+    (its typed row: tables/rows.py, or a model for the PydanticCodec tables)."""
     return table.data._decode_value(raw)

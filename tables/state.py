@@ -1,21 +1,36 @@
 """Every Clarion table. All are RocksDB-backed with changelog topics (named after the app id),
 keyed by the same raw user-id (or event-id) bytes as the topics that feed them, so a lookup
-made while processing partition p reads partition p's store: the co-partitioned "join"."""
+made while processing partition p reads partition p's store: the co-partitioned "join".
+Keys are built by tables/keys.py; each table's value is typed (tables/rows.py or a schema
+model) and has its own codec."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
 import faust
+from faust.serializers.codecs import Codec
 
 from schemas.graph import FanoutProgress
 from schemas.notifications import InboxItem
 from schemas.users import ContactPoints, Preferences
-from streams.codec import PydanticCodec
+from streams.codec import MsgspecCodec, PydanticCodec
+from tables import rows
 
 if TYPE_CHECKING:
     from streams.settings import Settings
     from streams.topics import Topics
+
+
+class DigestsCodec(Codec):  # type: ignore[misc]
+    """The `digests` table's two kinds of rows (tables.rows.DigestRow): open windows
+    (pydantic DigestWindow JSON) and per-partition progress rows (msgspec)."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return rows.encode_digest_row(obj)
+
+    def _loads(self, s: bytes) -> rows.DigestRow:
+        return rows.decode_digest_row(s)
 
 
 def _rocksdb_options(settings: Settings) -> dict[str, Any]:
@@ -59,8 +74,8 @@ class Tables:
         # brings them back.
         self.seen_events = _table(
             "seen-events",
-            "json",
-            "event id -> [ingress offset, first-seen unix time] (dedupe)",
+            MsgspecCodec(rows.SeenEvent),
+            "event id -> SeenEvent [ingress offset, first-seen unix time, source] (dedupe)",
             options={"ttl": _settings.dedupe_horizon_s},
             extra_topic_configs={
                 "cleanup.policy": "compact,delete",
@@ -68,22 +83,27 @@ class Tables:
             },
         )
         # Open aggregation windows (DigestWindow JSON) keyed "recipient\x1fgroup key", plus one
-        # progress record per partition; see agents/digest.py.
-        self.digests = _table("digests", "json", "recipient+group -> open aggregation window")
-        # Token buckets keyed "recipient\x1fchannel" -> [tokens, updated_at].
+        # progress row per partition ({lane: LaneProgress}); see agents/digest.py.
+        self.digests = _table(
+            "digests", DigestsCodec(), "recipient+group -> open aggregation window"
+        )
+        # Token buckets keyed "recipient\x1fchannel" -> BucketRow [tokens, updated_at].
         self.buckets = _table(
-            "buckets", "json", "recipient+channel -> token bucket [tokens, updated_at]"
+            "buckets",
+            MsgspecCodec(rows.BucketRow),
+            "recipient+channel -> token bucket [tokens, updated_at]",
         )
         self.inbox = _table(
             "inbox", PydanticCodec(list[InboxItem]), "user id -> newest in-app items (SSE resume)"
         )
-        # Idempotency ledger: "recipient\x1fdelivery id" -> [unix time sent, provider message id].
+        # Idempotency ledger: "recipient\x1fdelivery id" -> LedgerEntry [unix time sent, provider
+        # message id].
         # A delivery id is a hash of (notification id, channel, target), so a redelivery after a
         # crash or rebalance, a retry racing its original, or a replay finds it and is skipped.
         # Kept for CLARION_LEDGER_HORIZON_S, like the dedupe table.
         self.ledger = _table(
             "ledger",
-            "json",
+            MsgspecCodec(rows.LedgerEntry),
             "recipient+delivery id -> [sent at, provider message id] (idempotency)",
             options={"ttl": _settings.ledger_horizon_s},
             extra_topic_configs={
@@ -91,13 +111,18 @@ class Tables:
                 "retention.ms": str(_settings.ledger_horizon_s * 1000),
             },
         )
-        # Critical notifications the user confirmed: "recipient\x1fnotification id" -> unix time.
         # Presence: user id -> {gateway id: epoch} (where the user has connections), plus one lease
-        # row per gateway in every partition (logic.presence.lease_key -> [epoch, expires at]).
-        self.presence = _table("presence", "json", "user id -> {gateway: epoch}; gateway leases")
+        # row per gateway in every partition (tables.keys.lease_key -> LeaseRow [epoch,
+        # expires at]).
+        self.presence = _table(
+            "presence",
+            MsgspecCodec(rows.PresenceRow),
+            "user id -> {gateway: epoch}; gateway leases",
+        )
+        # Critical notifications the user confirmed: "recipient\x1fnotification id" -> unix time.
         self.confirmed = _table(
             "confirmed",
-            "json",
+            MsgspecCodec(rows.ConfirmedAt),
             "recipient+notification id -> confirmed at (stops escalation)",
             options={"ttl": _settings.ledger_horizon_s},
             extra_topic_configs={
@@ -110,7 +135,9 @@ class Tables:
         # 50 million small rows on every partition, never one value; the fan-out pages each
         # partition's share with a range scan (tables/scan.py).
         self.followers = _table(
-            "followers", "json", "actor/follower -> followed at (the follow graph)"
+            "followers",
+            MsgspecCodec(rows.FollowedAt),
+            "actor/follower -> followed at (the follow graph)",
         )
         # Fan-out checkpoints: "<broadcast event id>/<partition>" -> FanoutProgress.
         self.fanout = _table(

@@ -16,6 +16,7 @@ from logic.partitioning import partition_of
 from schemas.common import Lane
 from schemas.digests import DigestWindow
 from streams.catalog import EVENTS_REKEYED, INGRESS, lane_topic
+from tables import keys
 
 if TYPE_CHECKING:
     import faust
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from streams.topics import Topics
 
 log = logging.getLogger("clarion.digest")
-# The digests table holds, beside the windows, one progress row per partition under this prefix.
-PROGRESS_PREFIX = b"\x00progress\x1f"
 LaneP = tuple[Lane, int]
 
 
@@ -84,16 +83,16 @@ class WindowIndex:
         self.keep_stream_time(assigned)
         windows_seen = 0
         for key, value in self.digests.items():
-            if key.startswith(PROGRESS_PREFIX):
-                p = int(key[len(PROGRESS_PREFIX) :])
-                for lane_name, progress in value.items():
-                    lp = (Lane(lane_name), p)
-                    self._merge(lp, progress["applied"])
+            p = keys.digest_progress_partition(key)
+            if p is not None:
+                for lane, progress in value.items():
+                    lp = (lane, p)
+                    self._merge(lp, progress.applied)
                     self.closed_until[lp] = max(
-                        self.closed_until.get(lp, 0.0), progress["closed_until"]
+                        self.closed_until.get(lp, 0.0), progress.closed_until
                     )
                 continue
-            w = DigestWindow.model_validate(value)
+            w: DigestWindow = value
             lp = (w.lane, partition_of(w.recipient_id, self.settings.partitions))
             heapq.heappush(self.heaps[lp], (w.deadline, key))
             self._merge(lp, w.sources)

@@ -18,6 +18,7 @@ from logic.presence import gateway_partition
 from schemas.presence import GatewayPush, PresenceEvent, PresenceKind
 from streams import catalog
 from streams.settings import Settings
+from tables import keys
 
 log = logging.getLogger("clarion.gateway")
 
@@ -66,7 +67,7 @@ class PresencePublisher:
             expires_at=now if revoke else now + timedelta(seconds=self._settings.gateway_lease_s),
         )
         value = lease.model_dump_json().encode()
-        key = b"\x00lease\x1f" + self.gateway_id.encode()
+        key = keys.lease_key(self.gateway_id)
         futures = [
             await self._producer.send(self._topic, value, key=key, partition=p)
             for p in range(self._partitions)
@@ -101,7 +102,7 @@ class PresencePublisher:
                 await self._producer.send(
                     self._topic,
                     record.model_dump_json().encode(),
-                    key=f"{user_id}\x1f{self.gateway_id}".encode(),
+                    key=keys.presence_record_key(user_id, self.gateway_id),
                     partition=partition_of(user_id, self._partitions),
                 )
             except Exception:  # the producer retries on its own; a lost record expires

@@ -1,4 +1,4 @@
-"""The pure parts of the operator views: token check, key building, masking and rendering,
+"""The pure parts of the operator views: token check, masking and rendering,
 lag arithmetic, and the OpenAPI builder."""
 
 from __future__ import annotations
@@ -11,23 +11,22 @@ from openapi_spec_validator import validate
 from pydantic import ValidationError
 
 from logic import lag as lanes_lag
+from logic import windows
 from logic.admin_auth import MISSING, NOT_CONFIGURED, WRONG, check_admin
 from logic.admin_render import (
     clamp_limit,
     mask_contact_points,
-    render_bucket,
-    render_ledger,
-    slash_prefix,
-    user_key,
-    user_prefix,
+    render_struct,
     window_summary,
 )
 from logic.masking import describe_invalid
 from logic.openapi import Param, Route, build
-from logic.windows import window_key
+from logic.rules import load_rules
 from schemas.admin import ErrorBody, LagsResponse, TableRows
 from schemas.common import Lane
 from schemas.users import ContactPoints
+from tables.rows import BucketRow, LedgerEntry
+from tests.stages.inputs import notification
 
 TOKEN = "s3cret-admin-token-0123456789"
 
@@ -47,15 +46,6 @@ def test_admin_token_is_required_and_compared() -> None:
     assert check_admin(f"Bearer {TOKEN}", "") == NOT_CONFIGURED
     assert (MISSING.status, WRONG.status, NOT_CONFIGURED.status) == (401, 403, 403)
     assert "CLARION_ADMIN_TOKEN" in NOT_CONFIGURED.reason
-
-
-def test_keys_match_the_writers() -> None:
-    assert user_key("alice") == b"alice"
-    assert user_key("zoë") == "zoë".encode()
-    # The composite prefix is what digests/buckets/ledger/confirmed keys start with.
-    assert window_key("alice", "like:photo:p1").encode().startswith(user_prefix("alice"))
-    assert not window_key("alice2", "x").encode().startswith(user_prefix("alice"))
-    assert slash_prefix("celeb") == b"celeb/"
 
 
 def _contacts() -> dict[str, Any]:
@@ -109,27 +99,23 @@ def test_unknown_contact_fields_do_not_leak() -> None:
     assert masked["verified"] is True
 
 
-def test_pairs_are_named() -> None:
-    assert render_bucket([3.5, 1700000000.0]) == {"tokens": 3.5, "updated_at": 1700000000.0}
-    assert render_ledger([1.0, "msg-1"]) == {"sent_at": 1.0, "provider_message_id": "msg-1"}
-    assert render_ledger("odd") == "odd"  # an unexpected shape is shown as it is
+def test_typed_rows_are_shown_with_their_field_names() -> None:
+    # Stored as JSON lists, shown as objects (the names the views showed before typed rows).
+    bucket = BucketRow(3.5, 1700000000.0)
+    assert render_struct(bucket) == {"tokens": 3.5, "updated_at": 1700000000.0}
+    entry = LedgerEntry(1.0, "msg-1")
+    assert render_struct(entry) == {"sent_at": 1.0, "provider_message_id": "msg-1"}
+    assert render_struct("odd") == "odd"  # an unexpected shape is shown as it is
 
 
 def test_window_summary() -> None:
-    row = {
-        "recipient_id": "alice",
-        "group_key": "like:photo:p1",
-        "lane": "social",
-        "window_start": 10.0,
-        "window_end": 40.0,
-        "deadline": 45.0,
-        "count": 7,
-        "actor_ids": ["a", "b", "c"],
-        "first": {},
-    }
-    s = window_summary(row, 3)
+    n = notification(load_rules(), "like", recipient_id="alice")
+    w = windows.open_window(n, "like:photo:p1", ts=10.0, size=30.0, closed_until=0.0)
+    w = w.model_copy(update={"count": 7, "actor_ids": ("a", "b", "c"), "deadline": 45.0})
+    s = window_summary(w, 3)
     assert s["partition"] == 3 and s["count"] == 7 and s["actors"] == 3
-    assert s["deadline"] == 45.0
+    assert s["deadline"] == 45.0 and s["lane"] == "social" and s["group_key"] == "like:photo:p1"
+    assert s["recipient_id"] == "alice" and (s["window_start"], s["window_end"]) == (0.0, 30.0)
 
 
 def test_limit_parameter() -> None:

@@ -7,10 +7,8 @@ from hypothesis import strategies as st
 from logic.buckets import (
     BucketLimit,
     BucketState,
-    from_json,
     seconds_until_available,
     take,
-    to_json,
 )
 
 PER_MINUTE_BURST_3 = BucketLimit(per_hour=60, burst=3)
@@ -75,19 +73,6 @@ def test_bad_limits_and_costs_are_refused() -> None:
             BucketLimit(per_hour=per_hour, burst=burst)
     with pytest.raises(ValueError, match="cost"):
         take(None, PER_MINUTE_BURST_3, T0, cost=-1)
-
-
-def test_json_round_trip() -> None:
-    state = BucketState(tokens=1.25, updated_at=T0)
-    assert to_json(state) == [1.25, T0]
-    assert from_json(to_json(state)) == state
-    assert from_json(None) is None
-    # JSON gives back ints for whole numbers.
-    restored = from_json([2, 1_700_000_000])
-    assert restored == BucketState(2.0, T0)
-    assert restored is not None and isinstance(restored.tokens, float)
-    with pytest.raises(ValueError, match="tokens, updated_at"):
-        from_json([1.0])
 
 
 # --- properties -----------------------------------------------------------------------

@@ -3,12 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from logic.fanout import (
-    BadEdgeKey,
     advance,
-    audience_prefix,
-    check_edge_key,
-    edge_key,
-    follower_of,
     next_task,
     pause_after_page,
     resume_task,
@@ -31,20 +26,6 @@ def broadcast(**overrides: object) -> LiveStartedEvent:
 
 def task(page: int = 0, after: str | None = None) -> FanoutTask:
     return FanoutTask(broadcast=broadcast(event_id="b1"), partition=3, page=page, after=after)
-
-
-def test_edge_keys_put_an_actors_followers_in_one_key_range() -> None:
-    key = edge_key("bob", "alice").encode()
-    assert key.startswith(audience_prefix("bob"))
-    assert not key.startswith(audience_prefix("bo"))  # "bo/" is not a prefix of "bob/…"
-    assert follower_of(key) == "alice"
-
-
-def test_edge_key_must_match_the_value() -> None:
-    check_edge_key(b"bob/alice", "bob", "alice")
-    for wrong in (None, b"alice/bob", b"bob", b"bob/alice2"):
-        with pytest.raises(BadEdgeKey):
-            check_edge_key(wrong, "bob", "alice")
 
 
 def test_a_full_page_checkpoints_its_last_key_and_asks_for_the_next() -> None:

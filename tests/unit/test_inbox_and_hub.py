@@ -1,12 +1,15 @@
 import asyncio
 from datetime import UTC, datetime
 
-from logic.dedupe import is_duplicate, seen_row
+import msgspec
+
+from logic.dedupe import is_duplicate
 from logic.inbox import append_item, contains, items_after, next_seq
 from logic.masking import mask_address
 from schemas.common import Category, Lane
 from schemas.notifications import InboxItem
 from sinks.hub import Hub
+from tables.rows import SeenEvent
 
 
 def _item(i: int) -> InboxItem:
@@ -43,13 +46,17 @@ def test_resume_returns_what_came_after_the_last_seen_id() -> None:
 def test_dedupe_tells_a_redelivery_from_a_duplicate() -> None:
     assert not is_duplicate(None, "ev:0", 10)
     # same message, reprocessed after a crash
-    assert not is_duplicate(seen_row("ev:0", 10, 1.0), "ev:0", 10)
-    assert is_duplicate(seen_row("ev:0", 10, 1.0), "ev:0", 11)  # the same event id again
+    seen = SeenEvent(10, 1.0, "ev:0")
+    assert not is_duplicate(seen, "ev:0", 10)
+    assert is_duplicate(seen, "ev:0", 11)  # the same event id again
     # The same offset of another partition or topic is another message: a duplicate.
-    assert is_duplicate(seen_row("ev:0", 10, 1.0), "ev:1", 10)
-    assert is_duplicate(seen_row("ev:0", 10, 1.0), "other:0", 10)
-    # Rows from before the source was recorded still dedupe by offset.
-    assert not is_duplicate([10, 1.0], "ev:0", 10)
+    assert is_duplicate(seen, "ev:1", 10)
+    assert is_duplicate(seen, "other:0", 10)
+    # Rows from before the source was recorded ([offset, time]) still dedupe by offset.
+    old = msgspec.json.decode(b"[10, 1.0]", type=SeenEvent)
+    assert not is_duplicate(old, "ev:0", 10)
+    assert not is_duplicate(old, "ev:1", 10)
+    assert is_duplicate(old, "ev:0", 11)
 
 
 def test_masking_hides_contact_points() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from logic.dedupe import is_duplicate, seen_row
+from logic.dedupe import is_duplicate
 from logic.replay import (
     HEADER_ID,
     HEADER_MODE,
@@ -32,6 +32,7 @@ from logic.replay import (
 from logic.rules import load_rules
 from schemas.common import Category
 from schemas.users import Preferences
+from tables.rows import SeenEvent
 from tests.factories import event_bytes
 
 RULES = load_rules()
@@ -76,7 +77,7 @@ def test_a_replay_of_the_same_topic_is_processed_at_the_original_position() -> N
 
 
 def test_dedupe_lets_a_replay_through_but_still_drops_a_real_duplicate() -> None:
-    seen = seen_row("ev:0", 7, NOW.timestamp())  # the event id was first seen at offset 7
+    seen = SeenEvent(7, NOW.timestamp(), "ev:0")  # the event id was first seen at offset 7
     replayed = replay_marker([(HEADER_MODE, b"redeliver"), (HEADER_SOURCE, b"ev/0/7")])
     assert not is_duplicate(seen, "ev:0", ingress_position(replayed, "ev", 0, 900)[1])
     # The original stream had a duplicate of it at offset 9: replaying 9 drops it again.
