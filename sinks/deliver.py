@@ -29,11 +29,11 @@ import faust
 from logic.ackwindow import AckWindow, KeyedChain
 from logic.backoff import RetryPolicy, retry_delay
 from logic.claims import Claims, copy_reason
-from logic.pacing import Pacer
 from schemas.common import Channel
 from schemas.control import RetryRequest
 from schemas.notifications import Delivery, ReceiptStatus
 from sinks.dead_letters import dead_letter
+from sinks.providers import registry
 from sinks.providers.base import Outcome, Sender, SendResult
 from sinks.providers.factory import close_senders
 from streams import metrics, receipts
@@ -53,36 +53,25 @@ for _noisy in ("httpx", "httpcore", "twilio", "hpack", "h2", "aioapns", "google"
 ORDERED = frozenset({Channel.WEBHOOK})
 
 
-def provider_of(delivery: Delivery) -> str:
-    match delivery.channel:
-        case Channel.PUSH:
-            return delivery.target.platform or "fcm"
-        case Channel.EMAIL:
-            return "sendgrid"
-        case Channel.SMS:
-            return "twilio"
-    return delivery.channel.value
-
-
 def ledger_key(delivery: Delivery) -> bytes:
     # Recipient first: the key reads like the topics' keys and groups a user's rows.
     return f"{delivery.recipient_id}\x1f{delivery.delivery_id}".encode()
 
 
 def install(app: ClarionApp, ctx: SinkContext) -> None:
-    """One sink agent per (configured channel, served lane), with this app's pacers, claims
-    and retry policy."""
+    """One sink agent per (configured channel, served lane), with this app's pacers (one per
+    registered provider), claims and retry policy."""
     _settings, topics, ledger, senders = ctx.settings, ctx.topics, ctx.tables.ledger, ctx.senders
     policy = RetryPolicy(
         _settings.retry_max_attempts, _settings.retry_base_s, _settings.retry_cap_s
     )
-    _pacers = {
-        "fcm": Pacer(_settings.pace_fcm_per_s),
-        "apns": Pacer(_settings.pace_apns_per_s),
-        "sendgrid": Pacer(_settings.pace_sendgrid_per_s),
-        "twilio": Pacer(_settings.pace_twilio_per_s),
-        "webhook": Pacer(_settings.pace_webhook_per_s),
-    }
+    # One pacer per registered provider (sinks/providers/registry.py), at its own setting.
+    _pacers = registry.pacers(ctx.providers)
+    specs, configured = ctx.providers.specs, registry.configured(ctx.providers)
+
+    def provider_of(delivery: Delivery) -> str:
+        return registry.provider_of(specs, delivery, configured)
+
     # Delivery ids in flight in this app -> the first copy's outcome (a ReceiptStatus value).
     claims: Claims[str, str] = Claims()
 

@@ -18,8 +18,7 @@ from schemas.control import Confirmation
 from schemas.notifications import InboxItem
 from sinks.client_auth import json_error as _error
 from sinks.client_auth import user_from
-from sinks.providers.config import ProviderSettings
-from sinks.providers.sendgrid import parse_events
+from sinks.providers.sendgrid import SendGridSettings, parse_events
 
 if TYPE_CHECKING:
     from sinks.context import SinkContext
@@ -35,7 +34,8 @@ def _sse(item: InboxItem) -> bytes:
 
 def install(app: ClarionApp, ctx: SinkContext) -> None:
     topics, inbox, hub = ctx.topics, ctx.tables.inbox, ctx.hub
-    _providers = ProviderSettings()
+    # Only SendGrid's settings: its event webhook's verification key.
+    _sendgrid = SendGridSettings()
 
     def _user_from(request: web.Request) -> str | web.Response:
         return user_from(request, app.settings.inapp_token_secret.get_secret_value())
@@ -123,7 +123,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
         """SendGrid's signed Event Webhook: bounces, drops, spam reports, deliveries."""
 
         async def post(self, request: web.Request) -> web.Response:
-            key = _providers.sendgrid_webhook_public_key
+            key = _sendgrid.sendgrid_webhook_public_key
             if not key:
                 return _error(404, "CLARION_SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
             body = await request.read()
