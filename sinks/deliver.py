@@ -11,7 +11,8 @@ it if expired, wait for the provider's pace, send, and then by outcome:
 - permanent: `dlq.deliveries` with the reason, plus removing a dead target from the user's
   contact points, or recording a STOP as an SMS opt-out.
 Sends run concurrently (CLARION_SINK_CONCURRENCY per agent) and a record is acked only
-when it and every earlier one of its partition are finished (logic/ackwindow.py).
+when it and every earlier one of its partition are finished (logic/ackwindow.py, driven
+by streams/ackloop.py).
 Channels without a configured provider fall back to the console outbox (sinks/outbox.py).
 """
 
@@ -22,11 +23,11 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
-from logic.ackwindow import AckWindow, KeyedChain
+from logic.ackwindow import KeyedChain, Work
 from logic.backoff import RetryPolicy, retry_delay
 from logic.claims import Claims, copy_reason
 from schemas.common import Channel
@@ -37,6 +38,7 @@ from sinks.providers import registry
 from sinks.providers.base import Outcome, Sender, SendResult
 from sinks.providers.factory import close_senders
 from streams import metrics, receipts
+from streams.ackloop import run_in_ack_order
 from tables.profile_updates import disable_channel, remove_address
 
 if TYPE_CHECKING:
@@ -173,20 +175,14 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
 
     def _make_sink(channel: Channel, sender: Sender) -> Callable[[faust.StreamT[Delivery]], Any]:
         async def deliver(stream: faust.StreamT[Delivery]) -> None:
-            window: AckWindow[faust.EventT] = AckWindow(
-                _settings.sink_concurrency,
-                ack=lambda event: event.ack(),
-                partition_of=lambda event: event.message.tp,
-            )
-            chains = KeyedChain()
-            # noack: acks are the window's, in offset order (StreamT's stub lacks noack()).
-            async for event in stream.noack().events():  # type: ignore[attr-defined]
-                attempt = Attempt(event.value, event.message)
+            chains = KeyedChain() if channel in ORDERED else None
 
-                async def work(a: Attempt = attempt) -> None:
-                    await a.run(sender, chains if channel in ORDERED else None)
+            def work_for(event: faust.EventT) -> Work:
+                # The sink's topic decodes to Delivery (EventT's value type is wider).
+                attempt = Attempt(cast(Delivery, event.value), event.message)
+                return lambda: attempt.run(sender, chains)
 
-                await window.submit(event, work)
+            await run_in_ack_order(stream, _settings.sink_concurrency, work_for)
 
         return deliver
 
