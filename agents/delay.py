@@ -1,6 +1,7 @@
 """Run each record of a topic at the time it names, without one waiting record holding up
 the others: records wait side by side (up to CLARION_DELAY_QUEUE_LIMIT per agent) and are
-acked in offset order once handled, so a restart resumes every one still waiting."""
+acked in offset order once handled (streams/ackloop.py), so a restart resumes every one still
+waiting."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 
 import faust
 
-from logic.ackwindow import AckWindow
+from logic.ackwindow import Work
+from streams.ackloop import run_in_ack_order
 
 
 async def run_when_due(
@@ -26,21 +28,18 @@ async def run_when_due(
     """`owned`: whether this worker's group acts on the record (logic/ownership.py); one it
     does not own is acked in its turn without waiting for its time. `queue_limit`: how many
     records wait at once (CLARION_DELAY_QUEUE_LIMIT)."""
-    window: AckWindow[faust.EventT] = AckWindow(
-        queue_limit,
-        ack=lambda event: event.ack(),
-        partition_of=lambda event: event.message.tp,
-    )
-    # noack: acks are the window's, in offset order (StreamT's stub lacks noack()).
-    async for event in stream.noack().events():  # type: ignore[attr-defined]
+
+    def work_for(event: faust.EventT) -> Work:
         value = event.value
 
-        async def work(v: Any = value) -> None:
-            if not owned(v):
+        async def work() -> None:
+            if not owned(value):
                 return
-            wait = due(v).timestamp() - time.time()
+            wait = due(value).timestamp() - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            await handle(v)
+            await handle(value)
 
-        await window.submit(event, work)
+        return work
+
+    await run_in_ack_order(stream, queue_limit, work_for)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from schemas.common import Channel
 from sinks.hub import Hub
 from sinks.providers.base import Sender
+from sinks.providers.config import SenderSettings
 from streams.context import StageContext
 
 
@@ -16,3 +17,6 @@ from streams.context import StageContext
 class SinkContext(StageContext):
     hub: Hub  # this worker's live SSE connections (sinks/inapp.py, sinks/web.py)
     senders: dict[Channel, Sender]  # configured providers (sinks/deliver.py, sinks/outbox.py)
+    # The settings they were built from (ProviderSettings: the registered providers' specs,
+    # their pacing).
+    providers: SenderSettings

@@ -11,7 +11,8 @@ it if expired, wait for the provider's pace, send, and then by outcome:
 - permanent: `dlq.deliveries` with the reason, plus removing a dead target from the user's
   contact points, or recording a STOP as an SMS opt-out.
 Sends run concurrently (CLARION_SINK_CONCURRENCY per agent) and a record is acked only
-when it and every earlier one of its partition are finished (logic/ackwindow.py).
+when it and every earlier one of its partition are finished (logic/ackwindow.py, driven
+by streams/ackloop.py).
 Channels without a configured provider fall back to the console outbox (sinks/outbox.py).
 """
 
@@ -22,21 +23,22 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
-from logic.ackwindow import AckWindow, KeyedChain
+from logic.ackwindow import KeyedChain, Work
 from logic.backoff import RetryPolicy, retry_delay
 from logic.claims import Claims, copy_reason
-from logic.pacing import Pacer
 from schemas.common import Channel
 from schemas.control import RetryRequest
 from schemas.notifications import Delivery, ReceiptStatus
 from sinks.dead_letters import dead_letter
+from sinks.providers import registry
 from sinks.providers.base import Outcome, Sender, SendResult
 from sinks.providers.factory import close_senders
 from streams import metrics, receipts
+from streams.ackloop import run_in_ack_order
 from tables import keys
 from tables.profile_updates import disable_channel, remove_address
 from tables.rows import LedgerEntry
@@ -55,31 +57,20 @@ for _noisy in ("httpx", "httpcore", "twilio", "hpack", "h2", "aioapns", "google"
 ORDERED = frozenset({Channel.WEBHOOK})
 
 
-def provider_of(delivery: Delivery) -> str:
-    match delivery.channel:
-        case Channel.PUSH:
-            return delivery.target.platform or "fcm"
-        case Channel.EMAIL:
-            return "sendgrid"
-        case Channel.SMS:
-            return "twilio"
-    return delivery.channel.value
-
-
 def install(app: ClarionApp, ctx: SinkContext) -> None:
-    """One sink agent per (configured channel, served lane), with this app's pacers, claims
-    and retry policy."""
+    """One sink agent per (configured channel, served lane), with this app's pacers (one per
+    registered provider), claims and retry policy."""
     _settings, topics, ledger, senders = ctx.settings, ctx.topics, ctx.tables.ledger, ctx.senders
     policy = RetryPolicy(
         _settings.retry_max_attempts, _settings.retry_base_s, _settings.retry_cap_s
     )
-    _pacers = {
-        "fcm": Pacer(_settings.pace_fcm_per_s),
-        "apns": Pacer(_settings.pace_apns_per_s),
-        "sendgrid": Pacer(_settings.pace_sendgrid_per_s),
-        "twilio": Pacer(_settings.pace_twilio_per_s),
-        "webhook": Pacer(_settings.pace_webhook_per_s),
-    }
+    # One pacer per registered provider (sinks/providers/registry.py), at its own setting.
+    _pacers = registry.pacers(ctx.providers)
+    specs, configured = ctx.providers.specs, registry.configured(ctx.providers)
+
+    def provider_of(delivery: Delivery) -> str:
+        return registry.provider_of(specs, delivery, configured)
+
     # Delivery ids in flight in this app -> the first copy's outcome (a ReceiptStatus value).
     claims: Claims[str, str] = Claims()
 
@@ -182,20 +173,14 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
 
     def _make_sink(channel: Channel, sender: Sender) -> Callable[[faust.StreamT[Delivery]], Any]:
         async def deliver(stream: faust.StreamT[Delivery]) -> None:
-            window: AckWindow[faust.EventT] = AckWindow(
-                _settings.sink_concurrency,
-                ack=lambda event: event.ack(),
-                partition_of=lambda event: event.message.tp,
-            )
-            chains = KeyedChain()
-            # noack: acks are the window's, in offset order (StreamT's stub lacks noack()).
-            async for event in stream.noack().events():  # type: ignore[attr-defined]
-                attempt = Attempt(event.value, event.message)
+            chains = KeyedChain() if channel in ORDERED else None
 
-                async def work(a: Attempt = attempt) -> None:
-                    await a.run(sender, chains if channel in ORDERED else None)
+            def work_for(event: faust.EventT) -> Work:
+                # The sink's topic decodes to Delivery (EventT's value type is wider).
+                attempt = Attempt(cast(Delivery, event.value), event.message)
+                return lambda: attempt.run(sender, chains)
 
-                await window.submit(event, work)
+            await run_in_ack_order(stream, _settings.sink_concurrency, work_for)
 
         return deliver
 

@@ -15,28 +15,23 @@ from pydantic import ValidationError
 from logic.inbox import items_after
 from logic.provider_feedback import from_sendgrid
 from schemas.control import Confirmation
-from schemas.notifications import InboxItem
+from sinks import sse
 from sinks.client_auth import json_error as _error
 from sinks.client_auth import user_from
-from sinks.providers.config import ProviderSettings
-from sinks.providers.sendgrid import parse_events
+from sinks.providers.sendgrid import SendGridSettings, parse_events
 from tables import keys
 
 if TYPE_CHECKING:
     from sinks.context import SinkContext
     from streams.clarion_app import ClarionApp
 
-_KEEPALIVE_S = 15.0
 _WAKE_S = 1.0
-
-
-def _sse(item: InboxItem) -> bytes:
-    return f"id: {item.id}\nevent: notification\ndata: {item.model_dump_json()}\n\n".encode()
 
 
 def install(app: ClarionApp, ctx: SinkContext) -> None:
     topics, inbox, hub = ctx.topics, ctx.tables.inbox, ctx.hub
-    _providers = ProviderSettings()
+    # Only SendGrid's settings: its event webhook's verification key.
+    _sendgrid = SendGridSettings()
 
     def _user_from(request: web.Request) -> str | web.Response:
         return user_from(request, app.settings.inapp_token_secret.get_secret_value())
@@ -61,23 +56,16 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
             if str(owner).rstrip("/") != str(app.conf.canonical_url).rstrip("/"):
                 raise web.HTTPTemporaryRedirect(str(owner).rstrip("/") + request.path_qs)
 
-            response = web.StreamResponse(
-                headers={
-                    "Content-Type": "text/event-stream",
-                    "Cache-Control": "no-cache",
-                    "X-Accel-Buffering": "no",
-                }
-            )
-            await response.prepare(request)
-            last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+            response = await sse.open_stream(request)
+            last_id = sse.last_event_id(request)
             with hub.subscribe(user_id) as sub:
                 # Subscribe first, then replay: an item arriving in between is seen twice at
                 # worst (filtered by id below), never missed.
                 sent: set[str] = set()
                 for item in items_after(inbox.get(key) or [], last_id):
-                    await response.write(_sse(item))
+                    await response.write(sse.frame(item))
                     sent.add(item.id)
-                await response.write(b": connected\n\n")
+                await response.write(sse.CONNECTED)
                 idle_s = 0.0
                 # Wake every second so a stopping worker closes its streams at once (clients
                 # reconnect to the new owner) instead of at the next keepalive.
@@ -86,14 +74,14 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
                         next_item = await asyncio.wait_for(sub.queue.get(), _WAKE_S)
                     except TimeoutError:
                         idle_s += _WAKE_S
-                        if idle_s >= _KEEPALIVE_S:
-                            await response.write(b": keepalive\n\n")
+                        if idle_s >= sse.KEEPALIVE_S:
+                            await response.write(sse.KEEPALIVE)
                             idle_s = 0.0
                         continue
                     if next_item is None:  # too slow: end the stream; the client resumes
                         break
                     if next_item.id not in sent:
-                        await response.write(_sse(next_item))
+                        await response.write(sse.frame(next_item))
             return response
 
     @app.page("/inapp/ack")
@@ -124,7 +112,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
         """SendGrid's signed Event Webhook: bounces, drops, spam reports, deliveries."""
 
         async def post(self, request: web.Request) -> web.Response:
-            key = _providers.sendgrid_webhook_public_key
+            key = _sendgrid.sendgrid_webhook_public_key
             if not key:
                 return _error(404, "CLARION_SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
             body = await request.read()

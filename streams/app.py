@@ -10,7 +10,7 @@ from streams.clarion_app import ClarionApp
 from streams.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from sinks.providers.config import ProviderSettings
+    from sinks.providers.config import SenderSettings
 
 __all__ = ["ClarionApp", "build_app"]
 
@@ -19,7 +19,7 @@ def build_app(
     settings: Settings,
     *,
     store: str = "rocksdb://",
-    providers: ProviderSettings | None = None,
+    providers: SenderSettings | None = None,
 ) -> ClarionApp:
     """A new app with Clarion's topics, tables and every stage installed. Nothing is shared
     with another app built in the same process; nothing connects to Kafka until it starts.
@@ -46,8 +46,8 @@ def build_app(
     from sinks import deliver, inapp, inbox_page, metrics_web, outbox, web
     from sinks.context import SinkContext
     from sinks.hub import Hub
-    from sinks.providers import config as provider_config
     from sinks.providers.factory import build_senders
+    from sinks.providers.registry import settings_class
     from streams import admin_views, commands
     from streams.guard import Guard
     from streams.positions import Positions
@@ -57,7 +57,7 @@ def build_app(
     from tables.window_index import WindowIndex
 
     if providers is None:
-        providers = provider_config.ProviderSettings()
+        providers = settings_class()()
     app = ClarionApp(settings, store=store)
     guard = Guard(settings.fault_injection, settings.dead_letter_max_bytes)
     topics = Topics(app, settings, guard)
@@ -76,6 +76,7 @@ def build_app(
         renderer=default_renderer(),
         hub=Hub(),
         senders=build_senders(providers),
+        providers=providers,
         pending=PendingUpdates(),
     )
     app.ctx = ctx

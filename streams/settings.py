@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     )
     outbox_console: bool = Field(default=True, description="Also log each outbox delivery.")
 
-    # Delivery (issue 4): concurrency, retries, idempotency, provider pacing.
+    # Delivery (issue 4): concurrency, retries, idempotency.
     sink_concurrency: int = Field(
         default=256, ge=1, le=10_000, description="Provider sends in flight per sink agent."
     )
@@ -135,14 +135,8 @@ class Settings(BaseSettings):
     ledger_horizon_s: int = Field(
         default=7 * 86_400, ge=60, description="How long sent deliveries are remembered."
     )
-    # Per worker process: set to the provider's quota divided by the number of workers.
-    pace_fcm_per_s: float = Field(default=10_000.0, gt=0, description="FCM: 600k/min quota.")
-    pace_apns_per_s: float = Field(default=5_000.0, gt=0)
-    pace_sendgrid_per_s: float = Field(default=600.0, gt=0)
-    pace_twilio_per_s: float = Field(
-        default=100.0, gt=0, description="Twilio MPS of the sender (long code ≈ 1, short 100)."
-    )
-    pace_webhook_per_s: float = Field(default=1_000.0, gt=0)
+    # Provider pacing (CLARION_PACE_<PROVIDER>_PER_S) is each provider's own setting
+    # (sinks/providers/<name>.py).
 
     # Celebrity fan-out (issue 5).
     fanout: bool | None = Field(

@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from schemas.notifications import InboxItem
 from schemas.presence import GatewayPush
+from sinks import sse
 from sinks.client_auth import json_error as _error
 from sinks.client_auth import user_from
 from sinks.gateway.connections import Connection, Registry, Signal
@@ -25,19 +25,8 @@ from sinks.gateway.kafka import DeliveryReader, PresencePublisher
 from streams.settings import Settings
 
 log = logging.getLogger("clarion.gateway")
-_KEEPALIVE_S = 15.0
-_HEADERS = {
-    "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
-
-
-def _sse(items: list[InboxItem]) -> bytes:
-    return b"".join(
-        f"id: {item.id}\nevent: notification\ndata: {item.model_dump_json()}\n\n".encode()
-        for item in items
-    )
+# The gateway's own comment: the replay is done, items come live from here.
+_SYNCED = sse.comment("synced")
 
 
 def _rss_bytes() -> int:
@@ -77,14 +66,13 @@ class Gateway:
         user_id = user_from(request, self.settings.inapp_token_secret.get_secret_value())
         if isinstance(user_id, web.Response):
             return user_id
-        last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-        response = web.StreamResponse(headers=_HEADERS)
-        await response.prepare(request)
+        last_id = sse.last_event_id(request)
+        response = await sse.open_stream(request)
         # Registered (and announced) before anything is written: nothing sent to this user
         # from now on can pass by the connection.
         conn = self.registry.open(user_id, last_id)
         try:
-            await response.write(b": connected\n\n")
+            await response.write(sse.CONNECTED)
             await self._serve(conn, response)
         except ConnectionResetError:
             pass  # the client went away mid-write (else aiohttp cancels the handler)
@@ -100,17 +88,17 @@ class Gateway:
                 return
             frames = b""
             if message is Signal.TICK:
-                frames = b": keepalive\n\n"
+                frames = sse.KEEPALIVE
                 if not conn.cursor.synced and time.monotonic() - conn.opened_at > sync_timeout:
-                    frames += _sse(conn.cursor.give_up_waiting()) + b": synced\n\n"
+                    frames += sse.frames(conn.cursor.give_up_waiting()) + _SYNCED
             elif isinstance(message, GatewayPush):
                 if message.sync:
                     first = not conn.cursor.synced
-                    frames = _sse(conn.cursor.on_sync(message.items))
+                    frames = sse.frames(conn.cursor.on_sync(message.items))
                     if first:
-                        frames += b": synced\n\n"
+                        frames += _SYNCED
                 else:
-                    frames = _sse(conn.cursor.on_live(message.items))
+                    frames = sse.frames(conn.cursor.on_live(message.items))
             if frames:
                 await response.write(frames)
 
@@ -133,7 +121,7 @@ class Gateway:
 
     async def _ticker(self) -> None:
         while True:
-            await asyncio.sleep(_KEEPALIVE_S)
+            await asyncio.sleep(sse.KEEPALIVE_S)
             self.registry.broadcast(Signal.TICK)
 
 

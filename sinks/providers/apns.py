@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from schemas.common import Lane
+from pydantic import Field, model_validator
+
+from schemas.common import Channel, Lane
 from schemas.notifications import Delivery
 from sinks.providers.base import GuardedSender, SendResult, permanent, sent, transient, ttl_seconds
+from sinks.providers.config import SenderSettings
+from sinks.providers.spec import ProviderSpec
 
 PROVIDER = "apns"
 URGENT_LANES = frozenset({Lane.CRITICAL, Lane.HIGH})
@@ -30,6 +34,44 @@ COLLAPSE_ID_MAX_BYTES = 64
 
 REMOVE_TARGET = frozenset({"Unregistered", "BadDeviceToken", "DeviceTokenNotForTopic"})
 CREDENTIAL = frozenset({"InvalidProviderToken", "ExpiredProviderToken", "MissingProviderToken"})
+
+
+class ApnsSettings(SenderSettings):
+    """aioapns, token auth."""
+
+    apns_key_file: Path | None = Field(
+        default=None, description="APNs auth key (.p8); unset = APNs not configured."
+    )
+    apns_key_id: str | None = Field(default=None, description="Key ID of the .p8 key.")
+    apns_team_id: str | None = Field(default=None, description="Apple developer team ID.")
+    apns_topic: str | None = Field(default=None, description="App bundle id (apns-topic).")
+    apns_use_sandbox: bool = Field(
+        default=False, description="Use Apple's development APNs host instead of production."
+    )
+    apns_url: str | None = Field(
+        default=None, description="Override the APNs host, e.g. https://127.0.0.1:1234."
+    )
+    apns_ca_file: Path | None = Field(
+        default=None, description="Extra CA (PEM) to trust for APNs, besides the system CAs."
+    )
+    pace_apns_per_s: float = Field(default=5_000.0, gt=0)
+
+    @property
+    def apns_configured(self) -> bool:
+        return self.apns_key_file is not None
+
+    # Named apart from the other providers' validators: ProviderSettings inherits them all.
+    @model_validator(mode="after")
+    def _apns_complete(self) -> Self:
+        if self.apns_configured:
+            missing = [
+                name
+                for name in ("apns_key_id", "apns_team_id", "apns_topic")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"apns_key_file is set but {missing} are not")
+        return self
 
 
 def apns_id(delivery_id: str) -> str:
@@ -138,3 +180,29 @@ class ApnsSender(GuardedSender):
         if self._client is not None:
             self._client.pool.close()
             self._client = None
+
+
+def _build(cfg: ApnsSettings) -> ApnsSender:
+    # The settings validator guarantees the rest of the APNs fields.
+    assert cfg.apns_key_file and cfg.apns_key_id and cfg.apns_team_id and cfg.apns_topic
+    return ApnsSender(
+        key_file=cfg.apns_key_file,
+        key_id=cfg.apns_key_id,
+        team_id=cfg.apns_team_id,
+        topic=cfg.apns_topic,
+        use_sandbox=cfg.apns_use_sandbox,
+        apns_url=cfg.apns_url,
+        ca_file=cfg.apns_ca_file,
+        timeout_s=cfg.send_timeout_s,
+    )
+
+
+SPEC = ProviderSpec(
+    name=PROVIDER,
+    channel=Channel.PUSH,
+    settings=ApnsSettings,
+    configured=lambda cfg: cfg.apns_configured,
+    pace_per_s=lambda cfg: cfg.pace_apns_per_s,
+    build=_build,
+    picks=lambda delivery: delivery.target.platform == PROVIDER,
+)

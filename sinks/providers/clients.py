@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from sinks.providers.config import GOOGLE_FCM_URL
+GOOGLE_FCM_URL = "https://fcm.googleapis.com"
 
 if TYPE_CHECKING:
     import firebase_admin

@@ -17,12 +17,13 @@ import contextlib
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from firebase_admin import exceptions as fb
 from firebase_admin import messaging
+from pydantic import Field
 
-from schemas.common import Lane
+from schemas.common import Channel, Lane
 from schemas.notifications import Delivery
 from sinks.providers.base import (
     GuardedSender,
@@ -33,10 +34,30 @@ from sinks.providers.base import (
     transient,
     ttl_seconds,
 )
-from sinks.providers.config import GOOGLE_FCM_URL
+from sinks.providers.clients import GOOGLE_FCM_URL
+from sinks.providers.config import SenderSettings
+from sinks.providers.spec import ProviderSpec
 
 PROVIDER = "fcm"
 URGENT_LANES = frozenset({Lane.CRITICAL, Lane.HIGH})
+
+
+class FcmSettings(SenderSettings):
+    fcm_credentials_file: Path | None = Field(
+        default=None, description="Service-account JSON for FCM; unset = FCM not configured."
+    )
+    fcm_url: str = Field(
+        default=GOOGLE_FCM_URL, description="FCM API base URL (override only for the sandbox)."
+    )
+    fcm_address_kind: Literal["token", "fid"] = Field(
+        default="token",
+        description=(
+            "What push target addresses for FCM are: registration tokens ('token', deprecated "
+            "in firebase-admin 7.7 but what apps register today) or installation ids ('fid')."
+        ),
+    )
+    # Per worker process: set to the provider's quota divided by the number of workers.
+    pace_fcm_per_s: float = Field(default=10_000.0, gt=0, description="FCM: 600k/min quota.")
 
 
 def _retry_after(exc: fb.FirebaseError) -> float | None:
@@ -182,3 +203,24 @@ class FcmSender(GuardedSender):
         await self._service._async_client.aclose()
         with contextlib.suppress(ValueError):  # already deleted
             firebase_admin.delete_app(self.app)
+
+
+def _build(cfg: FcmSettings) -> FcmSender:
+    assert cfg.fcm_credentials_file is not None  # `configured` says so
+    return FcmSender(
+        cfg.fcm_credentials_file,
+        base_url=cfg.fcm_url,
+        timeout_s=cfg.send_timeout_s,
+        address_kind=cfg.fcm_address_kind,
+    )
+
+
+SPEC = ProviderSpec(
+    name=PROVIDER,
+    channel=Channel.PUSH,
+    settings=FcmSettings,
+    configured=lambda cfg: cfg.fcm_credentials_file is not None,
+    pace_per_s=lambda cfg: cfg.pace_fcm_per_s,
+    build=_build,
+    picks=lambda delivery: delivery.target.platform == PROVIDER,
+)

@@ -20,14 +20,35 @@ import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from pydantic import Field, SecretStr
 from python_http_client.exceptions import HTTPError
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.mail import CustomArg, Mail
 
+from schemas.common import Channel
 from schemas.notifications import Delivery
 from sinks.providers.base import GuardedSender, SendResult, permanent, sent, transient
+from sinks.providers.config import SenderSettings
+from sinks.providers.spec import ProviderSpec
 
 PROVIDER = "sendgrid"
+
+
+class SendGridSettings(SenderSettings):
+    sendgrid_api_key: SecretStr | None = Field(
+        default=None, description="SendGrid API key; unset = email not configured."
+    )
+    sendgrid_url: str = Field(
+        default="https://api.sendgrid.com", description="SendGrid API base URL."
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None,
+        description="Event Webhook verification key (base64 DER, as SendGrid shows it).",
+    )
+    email_from: str = Field(
+        default="notifications@example.com", description="From address of every email."
+    )
+    pace_sendgrid_per_s: float = Field(default=600.0, gt=0)
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -163,3 +184,24 @@ class SendGridSender(GuardedSender):
     async def aclose(self) -> None:
         # Don't wait for stuck threads: their socket timeout ends them.
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _build(cfg: SendGridSettings) -> SendGridSender:
+    assert cfg.sendgrid_api_key is not None  # `configured` says so
+    return SendGridSender(
+        api_key=cfg.sendgrid_api_key.get_secret_value(),
+        email_from=cfg.email_from,
+        base_url=cfg.sendgrid_url,
+        timeout_s=cfg.send_timeout_s,
+        threads=cfg.sync_threads,
+    )
+
+
+SPEC = ProviderSpec(
+    name=PROVIDER,
+    channel=Channel.EMAIL,
+    settings=SendGridSettings,
+    configured=lambda cfg: cfg.sendgrid_api_key is not None,
+    pace_per_s=lambda cfg: cfg.pace_sendgrid_per_s,
+    build=_build,
+)

@@ -11,14 +11,16 @@ SMS has no title: the text is "title: body" plus the URL. The status callback UR
 from __future__ import annotations
 
 import contextvars
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlencode
 
 import aiohttp
+from pydantic import Field, SecretStr, model_validator
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 
+from schemas.common import Channel
 from schemas.notifications import Delivery
 from sinks.providers.base import (
     GuardedSender,
@@ -28,6 +30,8 @@ from sinks.providers.base import (
     sent,
     transient,
 )
+from sinks.providers.config import SenderSettings
+from sinks.providers.spec import ProviderSpec
 
 PROVIDER = "twilio"
 OPT_OUT = 21610  # recipient replied STOP: a legal opt-out
@@ -35,6 +39,39 @@ REMOVE_TARGET = frozenset({21211, 21614, 30005, 30006})  # invalid / not mobile 
 TOO_LONG = 21617  # body over 1600 characters
 TRANSIENT_CODES = frozenset({20429, 30003, 30001, 21611})  # rate / unreachable / queue full
 CREDENTIAL_CODES = frozenset({20003})
+
+
+class TwilioSettings(SenderSettings):
+    twilio_account_sid: str | None = Field(
+        default=None, description="Twilio account SID; unset = SMS not configured."
+    )
+    twilio_auth_token: SecretStr | None = Field(default=None, description="Twilio auth token.")
+    twilio_url: str = Field(default="https://api.twilio.com", description="Twilio API base URL.")
+    sms_from: str | None = Field(default=None, description="Sending number (E.164).")
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, description="Messaging service to send from (instead of sms_from)."
+    )
+    twilio_status_callback_url: str | None = Field(
+        default=None,
+        description="Status callback URL; '?delivery_id=<id>' is appended for each message.",
+    )
+    pace_twilio_per_s: float = Field(
+        default=100.0, gt=0, description="Twilio MPS of the sender (long code ≈ 1, short 100)."
+    )
+
+    @property
+    def twilio_configured(self) -> bool:
+        return self.twilio_account_sid is not None
+
+    # Named apart from the other providers' validators: ProviderSettings inherits them all.
+    @model_validator(mode="after")
+    def _twilio_complete(self) -> Self:
+        if self.twilio_configured:
+            if self.twilio_auth_token is None:
+                raise ValueError("twilio_account_sid is set but twilio_auth_token is not")
+            if not (self.sms_from or self.twilio_messaging_service_sid):
+                raise ValueError("Twilio needs sms_from or twilio_messaging_service_sid")
+        return self
 
 _retry_after: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "twilio_retry_after", default=None
@@ -143,3 +180,27 @@ class TwilioSender(GuardedSender):
             await self._http.close()
         self._http = None
         self._client = None
+
+
+def _build(cfg: TwilioSettings) -> TwilioSender:
+    assert cfg.twilio_account_sid is not None and cfg.twilio_auth_token is not None
+    return TwilioSender(
+        account_sid=cfg.twilio_account_sid,
+        auth_token=cfg.twilio_auth_token.get_secret_value(),
+        sms_from=cfg.sms_from,
+        messaging_service_sid=cfg.twilio_messaging_service_sid,
+        status_callback_url=cfg.twilio_status_callback_url,
+        base_url=cfg.twilio_url,
+        timeout_s=cfg.send_timeout_s,
+    )
+
+
+SPEC = ProviderSpec(
+    name=PROVIDER,
+    channel=Channel.SMS,
+    settings=TwilioSettings,
+    configured=lambda cfg: cfg.twilio_account_sid is not None
+    and cfg.twilio_auth_token is not None,
+    pace_per_s=lambda cfg: cfg.pace_twilio_per_s,
+    build=_build,
+)

@@ -14,7 +14,9 @@ import time
 from typing import Any
 
 import httpx
+from pydantic import Field, SecretStr
 
+from schemas.common import Channel
 from schemas.notifications import Delivery
 from sinks.providers.base import (
     GuardedSender,
@@ -24,6 +26,8 @@ from sinks.providers.base import (
     sent,
     transient,
 )
+from sinks.providers.config import SenderSettings
+from sinks.providers.spec import ProviderSpec
 
 PROVIDER = "webhook"
 SIGNATURE_HEADER = "Clarion-Signature"
@@ -33,6 +37,24 @@ BODY_FIELDS = frozenset({
     "delivery_id", "notification_id", "recipient_id", "category", "lane", "title", "body",
     "url", "image_url", "data", "count", "occurred_at", "created_at",
 })  # fmt: skip
+
+
+class WebhookSettings(SenderSettings):
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description=(
+            "HMAC-SHA256 secret that signs outgoing webhooks (Clarion-Signature). Unset: the "
+            "webhook channel is not configured and goes to the console outbox."
+        ),
+    )
+    webhook_max_connections: int = Field(
+        default=100, ge=1, description="Connection pool size of the webhook HTTP client."
+    )
+    webhook_max_keepalive: int = Field(
+        default=20, ge=0, description="Idle keep-alive connections the webhook client keeps."
+    )
+    pace_webhook_per_s: float = Field(default=1_000.0, gt=0)
 
 
 def _key(secret: str | bytes) -> bytes:
@@ -139,3 +161,23 @@ class WebhookSender(GuardedSender):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _build(cfg: WebhookSettings) -> WebhookSender:
+    assert cfg.webhook_secret is not None  # `configured` says so
+    return WebhookSender(
+        secret=cfg.webhook_secret.get_secret_value(),
+        timeout_s=cfg.send_timeout_s,
+        max_connections=cfg.webhook_max_connections,
+        max_keepalive=cfg.webhook_max_keepalive,
+    )
+
+
+SPEC = ProviderSpec(
+    name=PROVIDER,
+    channel=Channel.WEBHOOK,
+    settings=WebhookSettings,
+    configured=lambda cfg: cfg.webhook_secret is not None,
+    pace_per_s=lambda cfg: cfg.pace_webhook_per_s,
+    build=_build,
+)

@@ -12,7 +12,8 @@ import pytest
 
 from devenv.sandbox import Sandbox
 from devenv.sandbox.env import provider_env
-from sinks.providers.config import ProviderSettings
+from sinks.providers import ProviderSettings
+from sinks.providers.registry import load_specs
 from streams.app import build_app
 from streams.settings import Settings
 from tests.stages.harness import StageHarness
@@ -23,7 +24,9 @@ FAST_DELIVERY: dict[str, Any] = {
     "retry_base_s": 0.05,
     "retry_cap_s": 0.2,
     "retry_max_attempts": 3,
-} | {f"pace_{p}_per_s": 100_000.0 for p in ("fcm", "apns", "sendgrid", "twilio", "webhook")}
+}
+# Pacing is each provider's own setting (ProviderSettings), not the app's.
+NO_PACING: dict[str, Any] = {f"pace_{s.name}_per_s": 100_000.0 for s in load_specs()}
 
 
 def stage_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -45,7 +48,7 @@ def stage_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 def no_providers() -> ProviderSettings:
     """No provider configured, whatever the environment says: defaults only."""
-    return ProviderSettings.model_construct()
+    return ProviderSettings.model_construct(**NO_PACING)
 
 
 class Clock:
@@ -105,7 +108,7 @@ def sandbox_providers(
     """Every provider configured and pointed at the sandbox (the real SDKs send to it)."""
     env = provider_env(sandbox, tmp_path_factory.mktemp("providers"))
     fields: dict[str, Any] = {k.removeprefix("CLARION_").lower(): v for k, v in env.items()}
-    return ProviderSettings(**(fields | {"send_timeout_s": 3.0}))
+    return ProviderSettings(**(fields | {"send_timeout_s": 3.0} | NO_PACING))
 
 
 @pytest.fixture
