@@ -45,7 +45,7 @@ from schemas.common import Lane
 from schemas.digests import DigestWindow
 from schemas.notifications import Notification
 from streams import metrics
-from streams.consumer import committed_offset
+from streams.faust_internals import committed_offset
 from tables import keys
 from tables.rows import DigestProgress, LaneProgress
 

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from logic.lag import PartitionOffsets
 from streams import metrics
-from streams.consumer import committed_offset
+from streams.faust_internals import committed_offset
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp

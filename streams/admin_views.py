@@ -47,7 +47,7 @@ from schemas.admin import (
 )
 from schemas.common import Id
 from schemas.digests import DigestWindow
-from streams.consumer import committed_offset
+from streams.faust_internals import committed_offset
 from tables import keys, scan
 
 if TYPE_CHECKING:

@@ -1,10 +1,10 @@
 """ClarionApp: the faust.App subclass every Clarion worker runs (topic creation before the
 consumer subscribes, the commit-guarding consumer, the cluster check of the data dir), and the
-patch of Faust's RocksDB revoke. The class only: streams/app.py's `build_app` assembles it."""
+install of the patch of Faust's RocksDB revoke (streams/faust_internals.py). The class only:
+streams/app.py's `build_app` assembles it."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from dataclasses import replace
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import faust
 from faust.exceptions import ConsistencyError
-from faust.stores import rocksdb as _faust_rocksdb
 
 from streams.admin import cluster_id, ensure_topics
 from streams.catalog import TopicSpec, all_topics
 from streams.consumer import ClarionTransport
 from streams.datadir import DataDirMismatch, check_cluster, consistency_message
+from streams.faust_internals import install_store_revoke_patch
 
 if TYPE_CHECKING:
     from streams.context import StageContext
@@ -124,19 +124,5 @@ class ClarionApp(faust.App):  # type: ignore[misc]
         return specs
 
 
-def _revoke_partitions(self: Any, table: Any, tps: set[Any]) -> None:
-    """Faust's RocksDB store runs gc.collect() on every rebalance for each table, revoked
-    partitions or not (so a closed DB's handle and lock are freed before it may be reopened).
-    With a dozen tables that held the event loop for seconds in every rebalance, on the
-    worker taking over a killed one's partitions too. Collect only when a DB was closed."""
-    closed = False
-    for tp in tps:
-        if tp.topic in table.changelog_topic.topics:
-            if self._dbs.pop(tp.partition, None) is not None:
-                self.logger.info(f"closing db {tp.topic} partition {tp.partition}")
-                closed = True
-    if closed:
-        gc.collect()
-
-
-_faust_rocksdb.Store.revoke_partitions = _revoke_partitions  # type: ignore[method-assign]
+# Every worker builds its app from this module: the patch is in place before any store opens.
+install_store_revoke_patch()

@@ -1,9 +1,10 @@
 """Clarion's Kafka consumer: Faust's aiokafka consumer whose commits never pass a record
 that was not processed (logic/commits.py says how Faust's own check lets them).
 
-Installed by ClarionApp (streams/app.py) through its transport. This module is the only
-reader of Faust's private offset bookkeeping (`_acked`, `_committed_offset`, ...): other
-modules ask `committed_offset()`.
+Installed by ClarionApp (streams/clarion_app.py) through its transport. Faust's private
+offset bookkeeping is read and written through streams/faust_internals.py (other modules
+ask its `committed_offset()`); the two private methods overridden here (`_getmany`,
+`_new_offset`) are listed there with the reason.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from faust.transport.consumer import ensure_TP
 from faust.transport.drivers import aiokafka as _driver
 from faust.types import TP, Message
 from faust.types.transports import ConsumerT
-from faust.types.tuples import ack_lock
-from mode.utils.futures import notify
 
 from logic.commits import CommitFrontier
+from streams import faust_internals
 
 log = logging.getLogger("clarion.consumer")
 
@@ -40,9 +40,7 @@ class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         self._frontier.assign(assigned, generation_id)
         for tp in assigned:  # acks Faust kept from an earlier assignment are void
-            self._acked.pop(tp, None)
-            self._acked_index.pop(tp, None)
-            self._gap.pop(tp, None)
+            faust_internals.forget_acks(self, tp)
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
@@ -55,7 +53,7 @@ class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
         acks_enabled_for = self.app.topics.acks_enabled_for
         never = [tp for tp, offset in offsets.items() if not offset and acks_enabled_for(tp.topic)]
         if never:
-            await self._thread.seek_to_beginning(*never)
+            await faust_internals.seek_to_beginning(self, *never)
         for tp, offset in offsets.items():
             self._frontier.seeked(ensure_TP(tp), offset)
         return offsets  # type: ignore[no-any-return]
@@ -64,7 +62,8 @@ class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
         await super().seek(partition, offset)
         self._frontier.seeked(ensure_TP(partition), offset)
 
-    # Faust's signature, timeout included.
+    # Faust's private raw fetch (listed in streams/faust_internals.OVERRIDES); Faust's
+    # signature, timeout included.
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:  # noqa: ASYNC109
         """The raw fetch: tells the frontier which records the client fetched."""
         epochs = self._frontier.epochs()
@@ -110,7 +109,7 @@ class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
         log.info("%s: %s handing on records: reading again from %s", tp, why, offset)
         try:
             if offset is None:
-                await self._thread.seek_to_beginning(tp)
+                await faust_internals.seek_to_beginning(self, tp)
             else:
                 await super().seek(tp, offset)
         except Exception as exc:  # revoked meanwhile: the next assignment seeks it anyway
@@ -124,33 +123,21 @@ class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
             return bool(super().ack(message))
         # Not counted (skipped in a rebalance or at shutdown, or from an older assignment):
         # the record will be read again. Marked done so waiting for streams to empty ends.
-        with ack_lock:
-            if message.acked:
-                return False
-            message.acked = True
-            self._unacked_messages.discard(message)
-        notify(self._waiting_for_ack)
+        faust_internals.mark_done_uncounted(self, message)
         return False
 
+    # Faust's private commit check (listed in streams/faust_internals.OVERRIDES).
     def _new_offset(self, tp: TP) -> int | None:
-        acked_index: set[int] = self._acked_index[tp]
-        self._gap.pop(tp, None)  # Faust's read gaps include the record after the gap
+        acked_index = faust_internals.acked_index(self, tp)
+        faust_internals.drop_gap(self, tp)  # Faust's read gaps include the record after the gap
         if not acked_index:
             return None
         offset = self._frontier.advance(tp, acked_index)
         if offset is None:
             return None
-        self._acked[tp] = sorted(o for o in acked_index if o >= offset)
-        self._acked_index[tp] = set(self._acked[tp])
+        faust_internals.set_acked(self, tp, sorted(o for o in acked_index if o >= offset))
         return offset
 
 
 class ClarionTransport(_driver.Transport):  # type: ignore[misc]
     Consumer: ClassVar[type[ConsumerT]] = ClarionConsumer
-
-
-def committed_offset(consumer: ConsumerT, tp: TP) -> int | None:
-    """The offset the consumer last committed for `tp`, or resumed from on assignment
-    (None before the group's first commit, or when `tp` is not assigned here)."""
-    committed: int | None = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
-    return committed

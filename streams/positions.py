@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from faust.types import TP
 
 from logic.progress import ProcessedPositions, is_caught_up
-from streams.consumer import committed_offset
+from streams.faust_internals import committed_offset
 
 if TYPE_CHECKING:
     import faust
