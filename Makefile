@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## local broker (unless KAFKA_BOOTSTRAP_SERVERS), one worker, sample traffic
 	$(BIN)/clarion demo
 
+# Two pytest processes (pytest-xdist), whole modules each, sharing one broker: the
+# integration tests mostly wait on the broker, windows and workers, not on the CPU.
 test: lint chromium kcat $(STAMP)  ## lint, types, unit and integration tests (starts its own broker)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

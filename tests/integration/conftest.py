@@ -3,6 +3,7 @@ subprocesses isolated by their own topic prefix and app id."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -58,18 +59,64 @@ _HOG = (
 )
 
 
+# The longest modules first: `make test` spreads whole modules over two pytest processes
+# (pytest-xdist, --dist loadfile), and a long module started last would run alone at the end.
+LONG_MODULES = (
+    "test_three_workers.py",
+    "test_delivery_crash.py",
+    "test_aggregation.py",
+    "test_demo.py",
+    "test_fanout.py",
+    "test_failover.py",
+    "test_replay.py",
+    "test_commit_guard.py",
+    "test_outage.py",
+    "test_foreign_producers.py",
+    "test_lane_split_delivery.py",
+)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "soak: crash, outage and rebalance tests that `make soak` runs beside a CPU hog "
         f"({SOAK_HOG_ENV}=1)",
     )
+    _share_one_broker(config)
+
+
+def _share_one_broker(config: pytest.Config) -> None:
+    """Under pytest-xdist (make test), the controlling process starts the one broker and the
+    test processes it spawns find it in KAFKA_BOOTSTRAP_SERVERS (the session fixture then
+    uses it as it would a broker of the environment). Without xdist the fixture starts it."""
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", default=None):
+        return
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return
+    stack = contextlib.ExitStack()
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = stack.enter_context(kafka_broker())
+
+    def stop() -> None:
+        os.environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+        stack.close()
+
+    config.add_cleanup(stop)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if "tests/integration/" in item.nodeid:
+            item.add_marker(pytest.mark.integration)  # every module here needs the broker
         if item.nodeid.endswith(SOAK_TESTS):
             item.add_marker(pytest.mark.soak)
+
+    def weight(item: pytest.Item) -> int:
+        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+        if "tests/integration/" not in item.nodeid:
+            return len(LONG_MODULES) + 1
+        return LONG_MODULES.index(module) if module in LONG_MODULES else len(LONG_MODULES)
+
+    items.sort(key=weight)  # stable: the order within a module stays
 
 
 @pytest.fixture(autouse=True)
