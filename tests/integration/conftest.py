@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -149,6 +149,42 @@ def cpu_hog(request: pytest.FixtureRequest) -> Iterator[int]:
                 f"cpu hog: {len(hogs)} busy loops took {cpu_s:.0f} CPU-s in {wall:.0f} s "
                 f"({cpu_s / wall / len(hogs):.0%} of their cores)"
             )
+
+
+# A drill's figures (lost, duplicates, gaps, window counts): one line each.
+Figure = Callable[[str], None]
+FIGURE = "figure"
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest, capfd: pytest.CaptureFixture[str]) -> Figure:
+    """Report a figure: printed at once past pytest's capture (make soak runs with -s and
+    greps them), and kept on the test's report, so that under pytest-xdist (make test), where
+    a test process's terminal is not shown, the run's summary lists them ("figures")."""
+
+    def report(line: str) -> None:
+        request.node.user_properties.append((FIGURE, line))
+        with capfd.disabled():
+            print(f"\n{line}", flush=True)
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not terminalreporter.config.getoption("numprocesses", default=None):
+        return  # printed as they came
+    lines = [
+        f"{report.nodeid.rsplit('::', 1)[-1]}: {value}"
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if getattr(report, "when", None) == "call"
+        for name, value in report.user_properties
+        if name == FIGURE
+    ]
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.common import Channel, Lane
 from streams.catalog import delivery_topic
 from tests.factories import event_dict
-from tests.integration.conftest import FAST_RULES, Pipeline, start_pipeline
+from tests.integration.conftest import FAST_RULES, Figure, Pipeline, start_pipeline
 from tests.integration.kafka_io import collect, values
 
 pytestmark = pytest.mark.integration
@@ -92,7 +92,7 @@ async def in_app_for(p: Pipeline, uid: str, n: int, timeout_s: float) -> list[di
 
 
 async def test_kill_9_mid_window_still_one_notification_with_the_full_count(
-    kafka_bootstrap: str, tmp_path: Path, slow_rules: Path, uid: str
+    kafka_bootstrap: str, tmp_path: Path, slow_rules: Path, uid: str, figure: Figure
 ) -> None:
     p = start_pipeline(kafka_bootstrap, tmp_path, CLARION_RULES_PATH=str(slow_rules))
     try:
@@ -113,7 +113,7 @@ async def test_kill_9_mid_window_still_one_notification_with_the_full_count(
         await asyncio.sleep(3)
         found = await in_app_for(p, uid, 2, timeout_s=1)
         ids = {f["notification_id"] for f in found}
-        print(
+        figure(
             f"kill -9 mid-window: {len(found)} in-app deliveries on the topic, "
             f"{len(ids)} distinct notification(s), counts {[f['count'] for f in found]}"
         )
@@ -124,7 +124,7 @@ async def test_kill_9_mid_window_still_one_notification_with_the_full_count(
 
 
 async def test_windows_flush_once_when_partitions_move_between_workers(
-    kafka_bootstrap: str, tmp_path: Path, slow_rules: Path, uid: str
+    kafka_bootstrap: str, tmp_path: Path, slow_rules: Path, uid: str, figure: Figure
 ) -> None:
     """A second worker joins mid-window (partitions move to it), then the first leaves:
     every user still gets exactly one notification, with the full count."""
@@ -164,7 +164,7 @@ async def test_windows_flush_once_when_partitions_move_between_workers(
         counts = {
             u: [f["count"] for f in await in_app_for(second, u, 2, timeout_s=1)] for u in users
         }
-        print(f"after the partitions moved: {counts}")
+        figure(f"after the partitions moved: {counts}")
         assert counts == {u: [1_000] for u in users}
     finally:
         first.worker.stop()

@@ -28,6 +28,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from tests.integration.conftest import Figure
 from tests.integration.kafka_io import produce
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +101,7 @@ async def hole_app_env(
 @pytest.mark.parametrize("guard", [False, True], ids=["faust_consumer", "clarion_consumer"])
 @pytest.mark.timeout(240)
 async def test_no_commit_past_a_record_still_in_flight(
-    kafka_bootstrap: str, tmp_path: Path, guard: bool
+    kafka_bootstrap: str, tmp_path: Path, guard: bool, figure: Figure
 ) -> None:
     env, group, tp = await hole_app_env(
         kafka_bootstrap, tmp_path, "hole", guard, [b"hold", b"a", b"b"]
@@ -113,7 +114,7 @@ async def test_no_commit_past_a_record_still_in_flight(
         assert 0 not in worker.processed()
         at_kill = await committed(kafka_bootstrap, group, tp)
         worker.kill()
-        print(f"commit guard={guard}: committed {at_kill} with offset 0 still in flight")
+        figure(f"commit guard={guard}: committed {at_kill} with offset 0 still in flight")
 
         # Restart with the record free to finish: was it committed past (lost) or replayed?
         release.touch()
@@ -137,7 +138,7 @@ async def test_no_commit_past_a_record_still_in_flight(
 @pytest.mark.parametrize("guard", [False, True], ids=["faust_consumer", "clarion_consumer"])
 @pytest.mark.timeout(240)
 async def test_records_fetched_but_never_handed_on_are_read_again(
-    kafka_bootstrap: str, tmp_path: Path, guard: bool
+    kafka_bootstrap: str, tmp_path: Path, guard: bool, figure: Figure
 ) -> None:
     records = [f"r{i}".encode() for i in range(10)]
     env, group, tp = await hole_app_env(kafka_bootstrap, tmp_path, "drop", guard, records)
@@ -149,7 +150,7 @@ async def test_records_fetched_but_never_handed_on_are_read_again(
             assert worker.proc.poll() is None, worker.log.read_text()[-3000:]
             assert time.monotonic() < deadline, f"committed {at}, processed {worker.processed()}"
             await asyncio.sleep(0.5)
-        print(f"drop guard={guard}: processed {sorted(worker.processed())}, committed 10")
+        figure(f"drop guard={guard}: processed {sorted(worker.processed())}, committed 10")
         if not guard:
             # Faust's consumer took the gap for offsets without records: 3 and 4 are lost.
             assert worker.processed() == set(range(10)) - {3, 4}

@@ -24,7 +24,7 @@ from devenv.sandbox.env import provider_env
 from schemas.common import Channel, Lane
 from streams.catalog import DLQ_DELIVERIES, RECEIPTS, delivery_topic
 from tests.factories import delivery_bytes
-from tests.integration.conftest import drill_size, ready, start_pipeline
+from tests.integration.conftest import Figure, drill_size, ready, start_pipeline
 from tests.integration.delivery_env import FAST_RETRIES, apns_token, email, fcm_token, phone
 from tests.integration.kafka_io import collect
 
@@ -74,11 +74,9 @@ def plan(
 
 @pytest.mark.timeout(1200)
 async def test_kill_9_with_deliveries_in_flight_loses_nothing(
-    kafka_bootstrap: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    kafka_bootstrap: str, tmp_path: Path, figure: Figure
 ) -> None:
-    def report(line: str) -> None:
-        with capfd.disabled():  # the figures show on the terminal, also in CI
-            print(line, flush=True)
+    report = figure  # the figures show on the terminal and in the run's summary
 
     import json
 
@@ -200,7 +198,7 @@ if SCALE == 1:  # make soak: twice as many
 
 @pytest.mark.timeout(900)
 async def test_kill_9_one_of_two_workers_only_sends_in_flight_go_out_twice(
-    kafka_bootstrap: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    kafka_bootstrap: str, tmp_path: Path, figure: Figure
 ) -> None:
     """Two workers share the load; one is killed -9 while it flows, the other takes its
     partitions over, then the killed one comes back and takes some back (two rebalances
@@ -209,9 +207,7 @@ async def test_kill_9_one_of_two_workers_only_sends_in_flight_go_out_twice(
     survivor, whose partitions moved twice, goes out twice."""
     import json
 
-    def report(line: str) -> None:
-        with capfd.disabled():
-            print(line, flush=True)
+    report = figure  # the figures show on the terminal and in the run's summary
 
     with Sandbox() as sandbox:
         records = plan(sandbox, REBALANCE_PER_CHANNEL)

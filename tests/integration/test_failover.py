@@ -23,7 +23,7 @@ from logic.ids import notification_id
 from logic.partitioning import partition_of
 from streams.catalog import RECEIPTS
 from tests.factories import event_dict
-from tests.integration.conftest import Pipeline, drill_size, ready, start_pipeline
+from tests.integration.conftest import Figure, Pipeline, drill_size, ready, start_pipeline
 from tests.integration.kafka_io import collect
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,7 @@ def largest_gaps(times: dict[str, list[float]], since: float) -> dict[str, float
 
 @pytest.mark.timeout(600)
 async def test_critical_lane_gap_after_kill_9_with_a_standby(
-    kafka_bootstrap: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    kafka_bootstrap: str, tmp_path: Path, figure: Figure
 ) -> None:
     run = uuid.uuid4().hex[:8]
     group = {"prefix": f"t{run}.", "app_id": f"clarion-t{run}"}
@@ -132,14 +132,12 @@ async def test_critical_lane_gap_after_kill_9_with_a_standby(
         gaps = largest_gaps(times, killed_wall)
         worst = max(gaps.values())
         lost = expected - set(first_delivery)
-        with capfd.disabled():
-            print(
-                f"\nfailover: kill -9 of one of two workers, payments at {RATE_PER_S}/s: "
-                f"largest critical in-app gap {worst:.1f} s (goal {GOAL_S:.0f} s); per "
-                f"partition {[round(gaps[u], 1) for u in users]}; {len(expected)} payments, "
-                f"{len(lost)} not delivered",
-                flush=True,
-            )
+        figure(
+            f"failover: kill -9 of one of two workers, payments at {RATE_PER_S}/s: "
+            f"largest critical in-app gap {worst:.1f} s (goal {GOAL_S:.0f} s); per "
+            f"partition {[round(gaps[u], 1) for u in users]}; {len(expected)} payments, "
+            f"{len(lost)} not delivered"
+        )
         assert not lost, f"{len(lost)} payments never delivered in-app"
         # The killed worker held some partitions: their stall is in the figure.
         assert worst > 1.0, "no partition stalled: was the second worker holding any?"

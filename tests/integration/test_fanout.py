@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.common import Lane
 from streams.catalog import DLQ_EVENTS, FOLLOWS, lane_topic
 from tests.factories import event_dict
-from tests.integration.conftest import Pipeline, start_pipeline
+from tests.integration.conftest import Figure, Pipeline, start_pipeline
 from tests.integration.kafka_io import collect, produce_json
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,7 @@ async def test_broadcast_reaches_every_follower_once(kafka_bootstrap: str, tmp_p
 
 @pytest.mark.timeout(900)
 async def test_kill_9_mid_fanout_resumes_from_the_checkpoint(
-    kafka_bootstrap: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    kafka_bootstrap: str, tmp_path: Path, figure: Figure
 ) -> None:
     partitions, rate = 4, 150.0
     p = start_pipeline(
@@ -157,12 +157,11 @@ async def test_kill_9_mid_fanout_resumes_from_the_checkpoint(
         duplicates = sum(got.values()) - len(got)
         # A page sent but not yet checkpointed is sent again: at most one per partition.
         bound = partitions * PAGE
-        with capfd.disabled():
-            print(
-                f"\nfan-out crash: {len(fans)} followers, {len(at_kill)} notified before the "
-                f"kill, all {len(got)} after the restart ({took:.0f} s); duplicates "
-                f"{duplicates} (bound {bound})"
-            )
+        figure(
+            f"fan-out crash: {len(fans)} followers, {len(at_kill)} notified before the "
+            f"kill, all {len(got)} after the restart ({took:.0f} s); duplicates "
+            f"{duplicates} (bound {bound})"
+        )
         assert set(got) == set(fans)
         assert duplicates <= bound, "the fan-out started over instead of resuming"
     finally:

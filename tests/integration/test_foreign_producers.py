@@ -26,7 +26,7 @@ from streams.catalog import (
     delivery_topic,
 )
 from tests.factories import event_dict
-from tests.integration.conftest import FAST_RULES, Pipeline, start_pipeline
+from tests.integration.conftest import FAST_RULES, Figure, Pipeline, start_pipeline
 from tests.integration.kafka_io import collect, values
 from tests.integration.kcat import (
     kcat_binary,
@@ -173,7 +173,7 @@ async def at_window_start(margin_s: float = 0.5) -> None:
 
 
 async def test_like_storm_from_kcat_keeps_each_photos_window_apart(
-    pipeline: Pipeline, uid: str
+    pipeline: Pipeline, uid: str, figure: Figure
 ) -> None:
     """4 photos x 2 windows, every like keyed by its actor (so spread by CRC32 over every
     partition): 8 notifications, each about one photo, with every like counted once."""
@@ -224,7 +224,7 @@ async def test_like_storm_from_kcat_keeps_each_photos_window_apart(
         return {(m[0], m[1]) for m in re.findall(r"r(\d)-(ph\d)-a\d+", f["body"])}
 
     summary = sorted((sorted(about(f)), f["count"]) for f in both)
-    print(f"kcat like storm: {len(both)} notifications {summary}")
+    figure(f"kcat like storm: {len(both)} notifications {summary}")
     assert len({f["notification_id"] for f in both}) == len(both)
     assert all(len(about(f)) == 1 for f in both), summary  # never two photos merged
     assert Counter(next(iter(about(f))) for f in both) == {

@@ -16,7 +16,7 @@ from devenv.sandbox import Sandbox
 from schemas.common import Channel, Lane
 from streams.catalog import delivery_topic
 from tests.factories import delivery_bytes
-from tests.integration.conftest import Pipeline, drill_size
+from tests.integration.conftest import Figure, Pipeline, drill_size
 from tests.integration.delivery_env import (
     apns_token,
     delivering_pipeline,
@@ -48,7 +48,7 @@ def pipeline(
 
 
 async def test_everything_is_delivered_after_an_outage_in_order_where_promised(
-    pipeline: Pipeline, sandbox: Sandbox, capfd: pytest.CaptureFixture[str]
+    pipeline: Pipeline, sandbox: Sandbox, figure: Figure
 ) -> None:
     for provider in PROVIDERS:
         sandbox.inject(provider, status=503)
@@ -89,8 +89,7 @@ async def test_everything_is_delivered_after_an_outage_in_order_where_promised(
     lost = set(expected) - set(counts)
     duplicates = sum(n - 1 for n in counts.values())
     figures = f"outage: {len(expected)} deliveries, lost {len(lost)}, duplicates {duplicates}"
-    with capfd.disabled():  # the figures show on the terminal, also in CI
-        print(figures, flush=True)
+    figure(figures)
     assert not lost
     assert duplicates == 0
     assert {s.provider for s in got} == set(PROVIDERS)

@@ -22,7 +22,14 @@ from logic.partitioning import partition_of
 from schemas.common import Channel, Lane
 from streams.catalog import delivery_topic
 from tests.factories import event_dict
-from tests.integration.conftest import FAST_RULES, Pipeline, drill_size, ready, start_pipeline
+from tests.integration.conftest import (
+    FAST_RULES,
+    Figure,
+    Pipeline,
+    drill_size,
+    ready,
+    start_pipeline,
+)
 from tests.integration.kafka_io import collect
 from tests.integration.test_fanout import broadcast, follow_all, notified, wait_for_graph
 from tests.integration.windows_diag import (
@@ -103,7 +110,7 @@ async def produce_traffic(p: Pipeline, users: list[str]) -> list[str]:
 
 @pytest.mark.timeout(900)
 async def test_kill_one_of_three_workers_and_add_a_fourth(
-    kafka_bootstrap: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    kafka_bootstrap: str, tmp_path: Path, figure: Figure
 ) -> None:
     rules = rules_with_like_window(tmp_path)
     run = uuid.uuid4().hex[:8]
@@ -179,8 +186,7 @@ async def test_kill_one_of_three_workers_and_add_a_fourth(
             after = time.monotonic() - killed_at
             came = [u for u in missing if u in liked_users(later)]
             why += f"\n{after:.0f} s after the kill, came out: {came or 'none'}"
-            with capfd.disabled():
-                print(f"\nthree workers: like windows missing after {waited:.0f} s:\n{why}")
+            figure(f"three workers: like windows missing after {waited:.0f} s:\n{why}")
             pytest.fail(f"like window(s) not out within {OUT_WITHIN_S} s:\n{why}")
         await asyncio.sleep(WINDOW_S)  # a second flush of a window would be out by now
         records = await collect(
@@ -195,14 +201,13 @@ async def test_kill_one_of_three_workers_and_add_a_fourth(
         paid = Counter(d["notification_id"] for d in deliveries if d["category"] == "payment")
         fanned = await notified(first, broadcast_id, FANS, timeout_s=300)
 
-        with capfd.disabled():
-            print(
-                f"\nthree workers, one killed, one added (all out {waited:.0f} s after the "
-                f"kill): payments {len(paid)}/"
-                f"{len(expected_payments)} delivered in-app ({sum(paid.values()) - len(paid)} "
-                f"redelivered copies); like windows {like_counts}; fan-out {len(fanned)}/{FANS} "
-                f"({sum(fanned.values()) - len(fanned)} duplicates)"
-            )
+        figure(
+            f"three workers, one killed, one added (all out {waited:.0f} s after the "
+            f"kill): payments {len(paid)}/"
+            f"{len(expected_payments)} delivered in-app ({sum(paid.values()) - len(paid)} "
+            f"redelivered copies); like windows {like_counts}; fan-out {len(fanned)}/{FANS} "
+            f"({sum(fanned.values()) - len(fanned)} duplicates)"
+        )
         assert set(paid) == expected_payments, "a payment notification was lost"
         assert like_counts == {u: [LIKES] for u in users}, "a window flushed twice or partly"
         assert set(fanned) == set(fans), "the fan-out did not complete"
@@ -250,7 +255,7 @@ async def windows_hold(urls: list[str], users: list[str], count: int) -> None:
 
 @pytest.mark.timeout(600)
 async def test_windows_flush_when_partitions_come_back_to_their_first_worker(
-    kafka_bootstrap: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    kafka_bootstrap: str, tmp_path: Path, figure: Figure
 ) -> None:
     """Worker A folds the first likes of every window; B joins, takes some partitions, folds
     more likes in there, and leaves, so those partitions come back to A with nothing left to
@@ -299,8 +304,7 @@ async def test_windows_flush_when_partitions_come_back_to_their_first_worker(
         counts: dict[str, list[int]] = {}
         for d in (json.loads(r.value) for r in records):
             counts.setdefault(d["recipient_id"], []).append(d["count"])
-        with capfd.disabled():
-            print(f"\npartitions {sorted(moved)} went to B and came back: like windows {counts}")
+        figure(f"partitions {sorted(moved)} went to B and came back: like windows {counts}")
         assert counts == {u: [2 * COMEBACK_LIKES] for u in users}
     finally:
         if b is not None:
