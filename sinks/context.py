@@ -15,7 +15,7 @@ from streams.context import StageContext
 
 @dataclass(frozen=True)
 class SinkContext(StageContext):
-    hub: Hub  # this worker's live SSE connections (sinks/inapp.py, sinks/web.py)
+    hub: Hub  # this worker's live SSE connections (sinks/inapp.py, sinks/inapp_web.py)
     senders: dict[Channel, Sender]  # configured providers (sinks/deliver.py, sinks/outbox.py)
     # The settings they were built from (ProviderSettings: the registered providers' specs,
     # their pacing).

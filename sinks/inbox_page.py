@@ -2,7 +2,7 @@
 (the signed-in user's inbox as JSON, with seen/read flags).
 
 The page pulls /inapp/inbox, then follows /inapp/stream (SSE) from the newest item it has,
-and marks items read through POST /inapp/ack (sinks/web.py). A user's inbox lives on the
+and marks items read through POST /inapp/ack (sinks/inapp_web.py). A user's inbox lives on the
 worker that owns their partition, so both the page and the JSON endpoint redirect there:
 the page's own requests then stay same-origin.
 """

@@ -1,5 +1,5 @@
 """Server-Sent Events as both in-app servers write them: the worker's `/inapp/stream`
-(sinks/web.py) and the gateway's (sinks/gateway/server.py). One module, so a client (the
+(sinks/inapp_web.py) and the gateway's (sinks/gateway/server.py). One module, so a client (the
 inbox page, tests/integration/test_inapp_sse.py, test_gateway.py) reads the same frames,
 headers and resume rule from either."""
 

@@ -43,7 +43,16 @@ def build_app(
     )
     from logic.render import default_renderer
     from logic.rules import load_rules
-    from sinks import deliver, inapp, inbox_page, metrics_web, outbox, web
+    from sinks import (
+        deliver,
+        health,
+        inapp,
+        inapp_web,
+        inbox_page,
+        metrics_web,
+        outbox,
+        provider_events,
+    )
     from sinks.context import SinkContext
     from sinks.hub import Hub
     from sinks.providers.factory import build_senders
@@ -98,7 +107,9 @@ def build_app(
         outbox,
         inbox_page,
         metrics_web,
-        web,
+        inapp_web,
+        provider_events,
+        health,
         admin_views,
     ):
         stage.install(app, ctx)

@@ -37,7 +37,7 @@ def item(n: int, **overrides: Any) -> dict[str, Any]:
 
 
 class FakeWorker:
-    """Answers the page's requests the way sinks/inbox_page.py and sinks/web.py do."""
+    """Answers the page's requests the way sinks/inbox_page.py and sinks/inapp_web.py do."""
 
     def __init__(self, pulled: list[dict[str, Any]], streamed: list[dict[str, Any]]) -> None:
         self.pulled, self.streamed = pulled, streamed

@@ -1,24 +1,21 @@
-"""The worker's HTTP views: in-app Server-Sent Events, the client ack endpoint, the
-providers' event webhooks, and a readiness probe."""
+"""The in-app client's HTTP side on the worker: the user's Server-Sent Events stream
+(GET /inapp/stream) and the ack endpoint (POST /inapp/ack)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from faust.web import View
 from pydantic import ValidationError
 
 from logic.inbox import items_after
-from logic.provider_feedback import from_sendgrid
 from schemas.control import Confirmation
 from sinks import sse
 from sinks.client_auth import json_error as _error
 from sinks.client_auth import user_from
-from sinks.providers.sendgrid import SendGridSettings, parse_events
 from tables import keys
 
 if TYPE_CHECKING:
@@ -30,8 +27,6 @@ _WAKE_S = 1.0
 
 def install(app: ClarionApp, ctx: SinkContext) -> None:
     topics, inbox, hub = ctx.topics, ctx.tables.inbox, ctx.hub
-    # Only SendGrid's settings: its event webhook's verification key.
-    _sendgrid = SendGridSettings()
 
     def _user_from(request: web.Request) -> str | web.Response:
         return user_from(request, app.settings.inapp_token_secret.get_secret_value())
@@ -106,47 +101,3 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
                 return _error(400, f"bad ack: {exc}")
             await (await topics.confirmations.send(key=user_id.encode(), value=confirmation))
             return web.json_response({"accepted": len(confirmation.notification_ids)}, status=202)
-
-    @app.page("/providers/sendgrid/events")
-    class SendGridEvents(View):  # type: ignore[misc]
-        """SendGrid's signed Event Webhook: bounces, drops, spam reports, deliveries."""
-
-        async def post(self, request: web.Request) -> web.Response:
-            key = _sendgrid.sendgrid_webhook_public_key
-            if not key:
-                return _error(404, "CLARION_SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
-            body = await request.read()
-            try:
-                events = parse_events(
-                    body,
-                    request.headers.get("X-Twilio-Email-Event-Webhook-Signature", ""),
-                    request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", ""),
-                    key,
-                )
-            except ValueError as exc:
-                return _error(403, str(exc))
-            futures = [
-                await topics.feedback.send(key=f.recipient_id.encode(), value=f)
-                for f in from_sendgrid(events)
-            ]
-            for future in futures:
-                await future
-            return web.Response(status=204)
-
-    @app.page("/health")
-    class Health(View):  # type: ignore[misc]
-        """Readiness: 200 once tables are recovered and partitions are assigned."""
-
-        async def get(self, request: web.Request) -> web.Response:
-            assigned = len(app.consumer.assignment()) if app.consumer else 0
-            recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-            body: dict[str, Any] = {
-                "ready": bool(recovered and assigned and not app.rebalancing),
-                "assigned_partitions": assigned,
-                "sse_connections": hub.connections(),
-            }
-            return web.Response(
-                text=json.dumps(body),
-                status=200 if body["ready"] else 503,
-                content_type="application/json",
-            )
