@@ -68,9 +68,6 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
     _pacers = registry.pacers(ctx.providers)
     specs, configured = ctx.providers.specs, registry.configured(ctx.providers)
 
-    def provider_of(delivery: Delivery) -> str:
-        return registry.provider_of(specs, delivery, configured)
-
     # Delivery ids in flight in this app -> the first copy's outcome (a ReceiptStatus value).
     claims: Claims[str, str] = Claims()
 
@@ -80,6 +77,8 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
         def __init__(self, delivery: Delivery, message: faust.types.Message) -> None:
             self.delivery = delivery
             self.message = message
+            # Its pacer's, metrics' and dead letter's label; a retry changes only the attempt.
+            self.provider = registry.provider_of(specs, delivery, configured)
             self.outcome: str | None = None  # a ReceiptStatus value once this record is done
 
         async def run(self, sender: Sender, chains: KeyedChain | None = None) -> None:
@@ -110,9 +109,9 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
                 self.outcome = ReceiptStatus.SENT.value
                 return
             while True:
-                await _pacers[provider_of(d)].acquire()
+                await _pacers[self.provider].acquire()
                 result = await sender.send(d)
-                metrics.provider_send(d, provider_of(d), result.outcome.value, result.reason)
+                metrics.provider_send(d, self.provider, result.outcome.value, result.reason)
                 if result.outcome is not Outcome.TRANSIENT:
                     await self._finish(result)
                     return
@@ -156,7 +155,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
             reason = result.reason or "unknown"
             if status is ReceiptStatus.DEAD_LETTERED:
                 reason = f"retries_exhausted:{reason}"
-            await dead_letter(ctx, d, self.message, status, reason, result.detail, provider_of(d))
+            await dead_letter(ctx, d, self.message, status, reason, result.detail, self.provider)
 
         async def _to_retry_topic(self, result: SendResult, delay: float) -> None:
             d = self.delivery
