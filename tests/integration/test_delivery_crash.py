@@ -191,9 +191,9 @@ async def test_kill_9_with_deliveries_in_flight_loses_nothing(
     assert duplicates <= in_flight
 
 
-REBALANCE_PER_CHANNEL = {provider: count // 10 for provider, count in FULL_PER_CHANNEL.items()}
-if SCALE == 1:  # make soak: twice as many
-    REBALANCE_PER_CHANNEL = {provider: count // 5 for provider, count in FULL_PER_CHANNEL.items()}
+# A fifth of the full plan in make soak, a tenth in make test.
+REBALANCE_SCALE = drill_size(5, 10)
+REBALANCE_PER_CHANNEL = {p: count // REBALANCE_SCALE for p, count in FULL_PER_CHANNEL.items()}
 
 
 @pytest.mark.timeout(900)

@@ -15,10 +15,10 @@ from schemas.notifications import Notification
 from schemas.users import ContactPoints, Preferences
 from tests.factories import event_bytes
 
-# Every header a dead-lettered delivery carries, whether a provider sink or provider feedback
-# found it failed (README, "Dead letters": reason, detail, channel, provider, attempts and the
-# source position; streams/deadletter.delivery writes both).
-DELIVERY_DLQ_HEADERS = frozenset(
+# Every header a dead letter carries (README, "Dead letters": reason, detail and the source
+# position; logic/deadletter.dlq_headers), and a dead-lettered delivery's on top, whether a
+# provider sink or provider feedback found it failed (streams/deadletter.delivery).
+EVENT_DLQ_HEADERS = frozenset(
     {
         deadletter.REASON,
         deadletter.DETAIL,
@@ -26,12 +26,14 @@ DELIVERY_DLQ_HEADERS = frozenset(
         deadletter.SOURCE_PARTITION,
         deadletter.SOURCE_OFFSET,
         deadletter.AT,
-        deadletter.CHANNEL,
-        deadletter.PROVIDER,
-        deadletter.DELIVERY_ID,
-        deadletter.ATTEMPTS,
     }
 )
+DELIVERY_DLQ_HEADERS = EVENT_DLQ_HEADERS | {
+    deadletter.CHANNEL,
+    deadletter.PROVIDER,
+    deadletter.DELIVERY_ID,
+    deadletter.ATTEMPTS,
+}
 
 # Ingest stamps each notification with its ingress position; windows use it to tell a
 # replayed copy from a new event. Every call gets a new offset unless one is given.

@@ -13,15 +13,7 @@ from streams import metrics
 from tests.factories import event_bytes
 from tests.stages.conftest import harness
 from tests.stages.harness import Record, StageHarness
-
-EVENT_DLQ_HEADERS = {
-    deadletter.REASON,
-    deadletter.DETAIL,
-    deadletter.SOURCE_TOPIC,
-    deadletter.SOURCE_PARTITION,
-    deadletter.SOURCE_OFFSET,
-    deadletter.AT,
-}
+from tests.stages.inputs import EVENT_DLQ_HEADERS
 
 
 def counted(reason: str) -> float:
