@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
+import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -21,10 +24,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from benchmarks.common import (
+    OUT_DIR,
     Clarion,
     Profile,
     Report,
     clarion_worker,
+    cpu_seconds,
     edge_timestamp,
     encode,
     group_lag,
@@ -132,6 +137,69 @@ async def raw_passthrough(bootstrap: str, inputs: list[Input], partitions: int) 
         "seconds": round(elapsed, 3),
         "events_per_s": round(copied / elapsed, 1),
         "preload_events_per_s": round(len(inputs) / preload_s, 1),
+        "source_topic": src,
+    }
+
+
+async def faust_passthrough(
+    bootstrap: str, src: str, events: int, partitions: int, workdir: Path, stall_s: float
+) -> dict[str, Any]:
+    """The Faust ceiling: benchmarks/faust_hop.py (one agent, bytes in → bytes out) copies
+    the raw baseline's preloaded topic to another, in its own process and consumer group.
+    Timed from the first to the last copied record's broker timestamp; CPU of the process."""
+    tag = run_tag()
+    dst = f"b{tag}.faust.out"
+    await ensure_topics(
+        bootstrap, [TopicSpec("faust.out")], prefix=f"b{tag}.", partitions=partitions,
+        replication_factor=1,
+    )  # fmt: skip
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "FAUST_HOP_SRC": src,
+        "FAUST_HOP_DST": dst,
+        "FAUST_HOP_APP_ID": f"faust-hop-{tag}",
+        "FAUST_HOP_DATA": str(workdir / "faust-hop"),
+    }
+    log_path = OUT_DIR / "throughput.faust_hop.log"
+    with log_path.open("wb") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.faust_hop", "worker", "-l", "info",
+            env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            async with offsets_reader(bootstrap) as reader:
+                done, changed, last = 0, time.monotonic(), -1
+                cpu_start, done_start = None, 0  # at the first copies: start-up excluded
+                while done < events and time.monotonic() - changed < stall_s:
+                    await asyncio.sleep(0.25)
+                    done = await record_count(reader, [dst])
+                    if done != last:
+                        last, changed = done, time.monotonic()
+                    if cpu_start is None and done > 0:
+                        cpu_start, done_start = cpu_seconds(proc.pid), done
+                cpu_end = cpu_seconds(proc.pid)
+                first = await edge_timestamp(reader, [dst], last=False)
+                end = await edge_timestamp(reader, [dst], last=True)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+    assert first is not None and end is not None, f"bare Faust copied nothing: {log_path}"
+    span = end - first
+    return {
+        "events": done,
+        "complete": done >= events,
+        "seconds": round(span, 3),
+        "events_per_s": round(done / span, 1),
+        "cpu_us_per_event": (
+            None
+            if cpu_start is None or cpu_end is None or done <= done_start
+            else round((cpu_end - cpu_start) / (done - done_start) * 1e6, 1)
+        ),
     }
 
 
@@ -176,6 +244,7 @@ async def clarion_pipeline(
     if cpu_before is not None and cpu_after is not None:
         # ~1.0 means the (single-threaded) worker was CPU-bound the whole time.
         figures["worker_cpu_utilisation"] = round((cpu_after - cpu_before) / cpu_wall, 2)
+        figures["cpu_us_per_event"] = round((cpu_after - cpu_before) / len(inputs) * 1e6, 1)
     return figures
 
 
@@ -280,6 +349,10 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
     # Baseline first, while no worker competes for the 2 cores.
     raw = await raw_passthrough(bootstrap, inputs, args.partitions)
     log.info("raw: %.0f events/s", raw["events_per_s"])
+    bare = await faust_passthrough(
+        bootstrap, raw.pop("source_topic"), len(inputs), args.partitions, workdir, args.stall
+    )
+    log.info("bare Faust hop: %.0f events/s", bare["events_per_s"])
     clarion = await clarion_pipeline(bootstrap, workdir, inputs, profiles, args)
     log.info("clarion: %s events/s", clarion.get("events_per_s"))
 
@@ -290,24 +363,30 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
         "partitions": args.partitions,
         "clarion": clarion,
         "raw": raw,
+        "bare_faust": bare,
         "ratio_events_per_s": ratio(clarion.get("events_per_s"), raw["events_per_s"]),
+        "ratio_to_bare_faust": ratio(clarion.get("events_per_s"), bare["events_per_s"]),
     }
     rows = [
-        ("events/s (end to end)", clarion.get("events_per_s"), raw["events_per_s"],
-         figures["ratio_events_per_s"]),
-        ("deliveries/s", clarion.get("deliveries_per_s"), "-", "-"),
-        ("receipts/s", clarion.get("receipts_per_s"), "-", "-"),
-        ("measured span (s)", clarion.get("seconds"), raw["seconds"], "-"),
-        ("input rate, events/s (producer)", clarion["input_events_per_s"],
-         raw["preload_events_per_s"], "-"),
-        ("worker CPU utilisation", clarion.get("worker_cpu_utilisation"), "-", "-"),
+        ("events/s (end to end)", clarion.get("events_per_s"), bare["events_per_s"],
+         raw["events_per_s"], figures["ratio_to_bare_faust"], figures["ratio_events_per_s"]),
+        ("CPU µs per event", clarion.get("cpu_us_per_event"), bare["cpu_us_per_event"],
+         "-", "-", "-"),
+        ("deliveries/s", clarion.get("deliveries_per_s"), "-", "-", "-", "-"),
+        ("receipts/s", clarion.get("receipts_per_s"), "-", "-", "-", "-"),
+        ("measured span (s)", clarion.get("seconds"), bare["seconds"], raw["seconds"], "-", "-"),
+        ("input rate, events/s (producer)", clarion["input_events_per_s"], "-",
+         raw["preload_events_per_s"], "-", "-"),
+        ("worker CPU utilisation", clarion.get("worker_cpu_utilisation"), "-", "-", "-", "-"),
     ]  # fmt: skip
     by_status = ", ".join(f"{k} {v}" for k, v in clarion["receipts_by_status"].items())
     markdown = "\n\n".join([
-        "# Throughput: Clarion end to end vs raw aiokafka pass-through",
+        "# Throughput: Clarion end to end vs a bare Faust hop and a raw aiokafka pass-through",
         f"{args.events} events ({', '.join(k for k, _ in MIX)}) to {args.users} users, "
         f"{args.partitions} partitions, one worker, one local broker.",
-        markdown_table(("figure", "Clarion", "raw pass-through", "ratio"), rows),
+        markdown_table(
+            ("figure", "Clarion", "bare Faust hop", "raw aiokafka", "÷ bare Faust", "÷ raw"), rows
+        ),
         f"Clarion: {clarion['notifications']} notifications, {clarion['deliveries']} "
         f"deliveries, {clarion['receipts']} receipts ({by_status}), "
         f"{clarion['dead_lettered']} dead-lettered; complete: {clarion['complete']}.",
@@ -318,7 +397,10 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
         "within that. Digests go out when their window closes (30-60 s, marketing 1 h), not "
         f"within the span; deliveries the sinks had not finished at the end: "
         f"{clarion['deliveries_not_yet_sunk']}. The raw pass-through is timed from its first "
-        "fetched batch to its last acked send.",
+        "fetched batch to its last acked send; the bare Faust hop (benchmarks/faust_hop.py, one "
+        "agent copying bytes, Clarion's producer settings) from its first to its last copied "
+        "record. CPU µs per event: the worker's CPU from the first produce to the end over "
+        "the events; the bare hop's from its first copies to its last.",
     ])  # fmt: skip
     return Report(figures, markdown)
 

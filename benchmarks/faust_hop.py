@@ -1,0 +1,42 @@
+"""The Faust ceiling: a bare Faust app whose one agent copies every record of one topic to
+another, bytes in and bytes out, with Clarion's producer settings (5 ms linger, the same
+batch size) and nothing else. The throughput benchmark runs it beside Clarion on the same
+broker, so "Clarion ÷ bare Faust" says how many Faust hops' worth of work an event costs.
+
+Run as a worker by the benchmark (not by hand):
+
+    FAUST_HOP_SRC=… FAUST_HOP_DST=… KAFKA_BOOTSTRAP_SERVERS=… FAUST_HOP_DATA=… \
+        python -m benchmarks.faust_hop worker -l info
+"""
+
+from __future__ import annotations
+
+import os
+
+import faust
+
+app = faust.App(
+    os.environ.get("FAUST_HOP_APP_ID", "faust-hop"),
+    broker=f"kafka://{os.environ.get('KAFKA_BOOTSTRAP_SERVERS', 'localhost:9092')}",
+    value_serializer="raw",
+    key_serializer="raw",
+    datadir=os.environ.get("FAUST_HOP_DATA", "var/faust-hop"),
+    web_enabled=False,
+    topic_allow_declare=False,
+    topic_disable_leader=True,
+    producer_linger=0.005,
+    producer_max_batch_size=256 * 1024,
+    consumer_auto_offset_reset="earliest",
+)
+source = app.topic(os.environ.get("FAUST_HOP_SRC", "hop.in"), value_serializer="raw")
+sink = app.topic(os.environ.get("FAUST_HOP_DST", "hop.out"), value_serializer="raw")
+
+
+@app.agent(source)
+async def hop(stream: faust.StreamT[bytes]) -> None:
+    async for event in stream.events():
+        await sink.send(key=event.key, value=event.value)
+
+
+if __name__ == "__main__":
+    app.main()
