@@ -60,14 +60,31 @@ _OVERDUE_S = 15.0
 
 
 def _load(ctx: StageContext, key: bytes) -> DigestWindow | None:
-    value = ctx.tables.digests.get(key)
-    return value if isinstance(value, DigestWindow) else None
+    # The index keeps the windows it has seen decoded: a fold then costs no table read and
+    # no decode (a window holds a whole Notification). Only this stage writes the table.
+    index = ctx.windows
+    w = index.open_windows.get(key)
+    if w is None:
+        value = ctx.tables.digests.get(key)
+        if isinstance(value, DigestWindow):
+            w = index.open_windows[key] = value
+    return w
 
 
 def _store(ctx: StageContext, key: bytes, w: DigestWindow, partition: int) -> None:
-    index, digests = ctx.windows, ctx.tables.digests
-    digests[key] = w
-    heapq.heappush(index.heaps[(w.lane, partition)], (w.deadline, key))
+    index = ctx.windows
+    before = index.open_windows.get(key)
+    ctx.tables.digests[key] = w
+    index.open_windows[key] = w
+    # One heap entry per deadline, not per fold: a window folding a million likes used to
+    # leave a million entries, each read back from the table at the flush.
+    if before is None or before.deadline != w.deadline:
+        heapq.heappush(index.heaps[(w.lane, partition)], (w.deadline, key))
+
+
+def _delete(ctx: StageContext, key: bytes) -> None:
+    del ctx.tables.digests[key]
+    ctx.windows.open_windows.pop(key, None)
 
 
 async def gather(
@@ -106,56 +123,80 @@ async def gather(
 async def flush(ctx: StageContext, key: bytes, w: DigestWindow, partition: int, now: float) -> bool:
     """Send the window as one notification, or move its deadline if it must wait.
     Returns whether it went out (or was dropped)."""
+    return await flush_many(ctx, [(key, w)], partition, now) == 1
+
+
+async def flush_many(
+    ctx: StageContext, due: list[tuple[bytes, DigestWindow]], partition: int, now: float
+) -> int:
+    """Send each due window of one partition as one notification (or move its deadline if
+    it must wait), with one wait for the broker for all of them, then one progress write and
+    the rows' deletions. Returns how many went out (or were dropped)."""
     index = ctx.windows
-    if key in index.flushing:
-        await index.flushing[key]
-        return False
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    index.flushing[key] = done
+    loop = asyncio.get_running_loop()
+    mine: list[tuple[bytes, DigestWindow]] = []
+    for key, w in due:
+        if key in index.flushing:  # being sent by another caller: it decides
+            await index.flushing[key]
+            continue
+        index.flushing[key] = loop.create_future()
+        mine.append((key, w))
     try:
-        return await _flush(ctx, key, w, partition, now)
+        return await _flush_many(ctx, mine, partition, now)
     finally:
-        del index.flushing[key]
-        done.set_result(None)
+        for key, _ in mine:
+            index.flushing.pop(key).set_result(None)
 
 
-async def _flush(
-    ctx: StageContext, key: bytes, w: DigestWindow, partition: int, now: float
-) -> bool:
-    index, digests = ctx.windows, ctx.tables.digests
-    prefs, contact = emit.profile(ctx, w.recipient_id)
-    held = quiet_end(prefs, datetime.fromtimestamp(now, UTC))
-    if held is not None:  # quiet hours began after the window opened
-        _store(ctx, key, w.model_copy(update={"deadline": held}), partition)
-        return False
-    n = windows.to_notification(w)
-    plan = emit.plan(ctx, n, prefs, contact, now)
-    if w.lane is not Lane.BULK:
-        # Over the limit, social (and held high) folds into the user's next digest: keep
-        # gathering until every limited channel has a token again.
-        wait = emit.seconds_until_tokens(ctx, plan, n, prefs, now)
-        if wait > 0:
-            _store(ctx, key, w.model_copy(update={"deadline": now + wait}), partition)
-            return False
-    futures = await emit.emit(ctx, plan, n, prefs, now, limited=True)
-    # The broker must have the deliveries before the window row is gone. If it does not
-    # answer in time (or the worker is stopping and its producer with it), keep the row:
-    # the window goes out again later under the same id, which the sinks skip.
+async def _flush_many(
+    ctx: StageContext, due: list[tuple[bytes, DigestWindow]], partition: int, now: float
+) -> int:
+    index = ctx.windows
+    sending: list[tuple[bytes, DigestWindow]] = []
+    futures: list[Any] = []
+    for key, w in due:
+        prefs, contact = emit.profile(ctx, w.recipient_id)
+        held = quiet_end(prefs, datetime.fromtimestamp(now, UTC))
+        if held is not None:  # quiet hours began after the window opened
+            _store(ctx, key, w.model_copy(update={"deadline": held}), partition)
+            continue
+        n = windows.to_notification(w)
+        plan = emit.plan(ctx, n, prefs, contact, now)
+        if w.lane is not Lane.BULK:
+            # Over the limit, social (and held high) folds into the user's next digest: keep
+            # gathering until every limited channel has a token again.
+            wait = emit.seconds_until_tokens(ctx, plan, n, prefs, now)
+            if wait > 0:
+                _store(ctx, key, w.model_copy(update={"deadline": now + wait}), partition)
+                continue
+        futures.extend(await emit.emit(ctx, plan, n, prefs, now, limited=True))
+        sending.append((key, w))
+    if not sending:
+        return 0
+    # The broker must have the deliveries before the window rows are gone: one wait for the
+    # whole batch. If it does not answer in time (or the worker is stopping and its
+    # producer with it), keep the rows and their heap entries: the windows go out again at
+    # the next tick under the same ids, which the sinks skip.
     try:
         await asyncio.wait_for(asyncio.gather(*futures), _ACK_TIMEOUT_S)
     except TimeoutError:
-        log.warning("deliveries of window %r not acknowledged; it will be sent again", key)
-        return False
+        log.warning("deliveries of %d window(s) not acknowledged; sent again", len(sending))
+        for key, w in sending:
+            heapq.heappush(index.heaps[(w.lane, partition)], (w.deadline, key))
+        return 0
     # The watermarks that say "these ingress offsets are in a window already sent" go to the
-    # changelog before the row's deletion: a restore that has the deletion has them too.
+    # changelog before the rows' deletion: a restore that has a deletion has them too.
     # (Written after it, a crash in between let the replayed lane records re-open the sent
     # window under the same id with a partial count.)
-    lp = (w.lane, partition)
-    index.closed_until[lp] = max(index.closed_until.get(lp, 0.0), w.window_end)
-    _save_progress(ctx, partition, (w.lane,))
-    del digests[key]
-    metrics.digest_window_flushed(w.lane, w.count)
-    return True
+    lanes = tuple(dict.fromkeys(w.lane for _, w in sending))
+    for _key, w in sending:
+        lp = (w.lane, partition)
+        index.closed_until[lp] = max(index.closed_until.get(lp, 0.0), w.window_end)
+    _save_progress(ctx, partition, lanes)
+    for key, w in sending:
+        _delete(ctx, key)
+        metrics.digest_window_flushed(w.lane, w.count)
+    return len(sending)
 
 
 def _save_progress(ctx: StageContext, partition: int, lanes: tuple[Lane, ...]) -> None:
@@ -182,13 +223,14 @@ async def flush_due(ctx: StageContext, partition: int, now: float) -> int:
         # the next window, not one being sent.
         index.closed_until[lp] = max(index.closed_until.get(lp, 0.0), cutoff)
         heap = index.heaps[lp]
-        flushed_here = 0
+        due: dict[bytes, DigestWindow] = {}
         while heap and heap[0][0] <= cutoff:
             deadline, key = heapq.heappop(heap)
             w = _load(ctx, key)
-            if w is None or w.deadline != deadline:
+            if w is None or w.deadline != deadline or key in due:
                 continue  # already flushed, or a later heap entry stands for it
-            flushed_here += await flush(ctx, key, w, partition, now)
+            due[key] = w
+        flushed_here = await flush_many(ctx, list(due.items()), partition, now) if due else 0
         flushed += flushed_here
         if heap and heap[0][0] < now - _OVERDUE_S:
             _report_overdue(ctx, lane, partition, cutoff, now)

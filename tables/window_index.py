@@ -52,6 +52,9 @@ class WindowIndex:
         self.partitions: frozenset[int] | None = None
         self.stale = True  # set on every (re)assignment; checked per message, cheaply
         self.overdue_logged: dict[LaneP, float] = {}
+        # The open windows seen since the last rebuild, decoded (agents/digest.py keeps it in
+        # step with the table, which only it writes).
+        self.open_windows: dict[bytes, DigestWindow] = {}
         # Windows being flushed right now (the flush awaits the broker); others wait on it.
         self.flushing: dict[bytes, asyncio.Future[None]] = {}
 
@@ -78,6 +81,7 @@ class WindowIndex:
 
     def rebuild(self, assigned: frozenset[int]) -> None:
         self.heaps.clear()
+        self.open_windows.clear()
         self.applied.clear()
         self.closed_until.clear()
         self.keep_stream_time(assigned)
@@ -95,6 +99,7 @@ class WindowIndex:
             w: DigestWindow = value
             lp = (w.lane, partition_of(w.recipient_id, self.settings.partitions))
             heapq.heappush(self.heaps[lp], (w.deadline, key))
+            self.open_windows[key] = w
             self._merge(lp, w.sources)
             windows_seen += 1
         self.partitions = assigned

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from logic.partitioning import partition_of
 from schemas.common import Channel, Lane
 from schemas.digests import DigestWindow
+from tables import keys
 from tests.stages.conftest import PARTITIONS, Clock
 from tests.stages.harness import StageDriver, StageHarness
 from tests.stages.inputs import contacts, notification, preferences
@@ -90,6 +91,44 @@ async def test_one_window_gives_one_notification_with_the_full_count(stage: Stag
     assert sorted(p["channel"] for p in pushes) == ["in_app", "push"]
     assert len({p["notification_id"] for p in pushes}) == 1
     assert open_windows(stage) == []  # the row is gone once sent
+
+
+async def test_due_windows_of_a_partition_go_out_together_with_one_progress_write(
+    stage: StageHarness,
+) -> None:
+    """A tick sends every due window of the partition, waits for the broker once, then
+    writes the progress row once and deletes the rows (not one progress write per window)."""
+    start = past_window()
+    photos = [f"p{i}" for i in range(4)]  # within the social limit of one user
+    changelog = stage.ctx.tables.digests.changelog_topic.get_topic_name()
+    progress_key = keys.digest_progress_key(P)
+    async with digest(stage) as d:
+        for photo in photos:
+            for i in range(3):
+                await d.like(start + 1 + i, f"{photo}-a{i}", object={"kind": "photo", "id": photo})
+        before = len(stage.sent(changelog, key=progress_key))
+        await d.tick()
+        progress_writes = len(stage.sent(changelog, key=progress_key)) - before
+
+    found = in_app(stage)
+    assert sorted(f["count"] for f in found) == [3] * len(photos)
+    assert len({f["notification_id"] for f in found}) == len(photos)
+    assert progress_writes == 1
+    assert open_windows(stage) == []
+
+
+async def test_folding_keeps_one_deadline_entry_per_window(stage: StageHarness) -> None:
+    """Each fold used to push a heap entry: a million likes, a million entries, each read
+    back from the table at the flush. One per deadline now."""
+    start = past_window()
+    async with digest(stage) as d:
+        for i in range(40):
+            await d.like(start + 1 + i / 10, f"a{i}")
+        assert len(stage.ctx.windows.heaps[(Lane.SOCIAL, P)]) == 1
+        await d.tick()
+
+    [found] = in_app(stage)
+    assert found["count"] == 40
 
 
 async def test_a_window_not_over_yet_is_not_flushed(stage: StageHarness) -> None:
