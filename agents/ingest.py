@@ -1,4 +1,5 @@
-"""ingest: validate · dedupe(event_id) · classify → a priority lane keyed by recipient.
+"""ingest: validate · dedupe(event_id) · classify → route, in place for the lanes this
+group serves (agents/route.py), else onto the lane's topic keyed by recipient.
 
 Bad input goes to dlq.events with the original key and bytes untouched and the reason in
 headers (the Kafka Connect DLQ convention), and the agent carries on.
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import faust
 
+from agents import route
 from logic.classify import to_notification
 from logic.dedupe import is_duplicate
 from logic.partitioning import partition_of
@@ -106,9 +108,21 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
             # Audiences are resolved by the fan-out stage; park the broadcast for it.
             await topics.broadcasts.send(key=decoded.audience.of.encode(), value=decoded)
             return
-        await topics.lanes[notification.lane].send(
-            key=notification.recipient_id.encode(), value=notification
-        )
+        lane = notification.lane
+        if lane in _settings.served_lanes:
+            # Routed in place: the record is on the recipient's partition already (re-keyed
+            # above if not), and the tables route needs are co-partitioned with it. A hop
+            # through the lane topic cost a Faust hop and a record per event; see
+            # docs/architecture.md, "Hops". The route's failure is dead-lettered as its own.
+            await guard.guarded(
+                f"route.{lane.value}",
+                topics.dlq_events,
+                message,
+                route.route_one(ctx, lane, notification, message),
+            )
+            return
+        # A lane another group serves (the split topology): its route agents read it there.
+        await topics.lanes[lane].send(key=notification.recipient_id.encode(), value=notification)
 
     # One agent per ingress topic, so a backlog on one domain's topic is not queued in front
     # of another's. concurrency=1: the agent writes a table (docs/architecture.md, "Guarantees").

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -47,6 +48,7 @@ from benchmarks.common import (
     seed_profiles,
     send_all,
 )
+from benchmarks.profile import sampling, stage_shares
 from devenv.traffic import EVENT_MIX, make_event, user_ids
 from schemas.common import Channel, Lane
 from streams.admin import ensure_topics
@@ -63,6 +65,7 @@ from streams.catalog import (
 # live_started is parked on `broadcasts` and yields no delivery: not part of this pipeline.
 MIX = [(kind, weight) for kind, weight in EVENT_MIX if kind != "live_started"]
 _STATUS = re.compile(rb'"status":"([a-z_]+)"')
+PROFILE = OUT_DIR / "throughput.pyspy.txt"
 
 
 @dataclass(frozen=True)
@@ -214,25 +217,29 @@ async def clarion_pipeline(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Start a worker, seed profiles, then produce every event as fast as possible and time
-    from the first lane record (ingest's output) until the worker has processed it all."""
+    from the worker's first output record until it has routed every event."""
     async with clarion_worker(
         bootstrap, workdir, args.partitions, "throughput", args.worker_loglevel
     ) as clarion:
         await seed_profiles(clarion, profiles, timeout_s=30)
         log.info("clarion: %d profiles applied", len(profiles))
         cpu_before = clarion.cpu_seconds()
-        async with kafka_producer(bootstrap, linger_ms=5) as producer:
-            produce_started = time.time()
-            produce_s = await send_all(
-                producer, [(clarion.topic(i.ingress), i.key, i.value) for i in inputs]
-            )
-        log.info("clarion: produced %d events in %.2f s", len(inputs), produce_s)
-        figures = await _wait_and_measure(clarion, len(inputs), args.stall)
-        cpu_after, cpu_wall = clarion.cpu_seconds(), time.time() - produce_started
+        async with contextlib.AsyncExitStack() as stack:
+            if args.profile:
+                assert clarion.worker.proc is not None
+                await stack.enter_async_context(sampling(clarion.worker.proc.pid, PROFILE))
+            async with kafka_producer(bootstrap, linger_ms=5) as producer:
+                produce_started = time.time()
+                produce_s = await send_all(
+                    producer, [(clarion.topic(i.ingress), i.key, i.value) for i in inputs]
+                )
+            log.info("clarion: produced %d events in %.2f s", len(inputs), produce_s)
+            figures = await _wait_and_measure(clarion, len(inputs), args.stall)
+            cpu_after, cpu_wall = clarion.cpu_seconds(), time.time() - produce_started
     figures["input_events_per_s"] = round(len(inputs) / produce_s, 1)
-    first_lane, last_output = figures.pop("first_lane_ts"), figures.pop("last_output_ts")
-    if first_lane is not None and last_output is not None:
-        span = last_output - first_lane
+    first_output, last_output = figures.pop("first_output_ts"), figures.pop("last_output_ts")
+    if first_output is not None and last_output is not None:
+        span = last_output - first_output
         figures["seconds"] = round(span, 3)
         figures["events_per_s"] = round(len(inputs) / span, 1)
         figures["deliveries_per_s"] = round(figures["deliveries"] / span, 1)
@@ -245,74 +252,74 @@ async def clarion_pipeline(
         # ~1.0 means the (single-threaded) worker was CPU-bound the whole time.
         figures["worker_cpu_utilisation"] = round((cpu_after - cpu_before) / cpu_wall, 2)
         figures["cpu_us_per_event"] = round((cpu_after - cpu_before) / len(inputs) * 1e6, 1)
+        if args.profile:
+            # Each stage's share of the sampled CPU, as µs of worker CPU per input event.
+            figures["stage_cpu_us_per_event"] = {
+                stage: round(share * figures["cpu_us_per_event"], 1)
+                for stage, share in stage_shares(PROFILE).items()
+            }
     return figures
 
 
 async def _wait_and_measure(clarion: Clarion, events: int, stall_s: float) -> dict[str, Any]:
-    """Wait until ingest has turned every event into a notification and the worker's group
-    has committed every ingress and lane record (Faust commits only what its agents
-    finished), i.e. route has delivered, folded into a digest window or dropped them all.
+    """Wait until the worker's group has committed every ingress record and every lane record
+    (Faust commits only what its agents finished), i.e. every event was routed: delivered,
+    folded into a digest window or dropped.
 
     Not "until every receipt is in": since aggregation, social and bulk notifications sit
     in 30-60 s (marketing: 1 h) windows by design, and the ticks flushing them keep
     producing deliveries long after the input is absorbed."""
+    ingress = [clarion.topic(name) for name in INGRESS]
     lanes = [clarion.topic(lane_topic(lane)) for lane in Lane]
     deliveries = [clarion.topic(delivery_topic(ch, lane)) for ch in Channel for lane in Lane]
-    routed = [clarion.topic(name) for name in INGRESS] + lanes
+    routed = ingress + lanes
     receipts = clarion.topic(RECEIPTS)
     async with (
         offsets_reader(clarion.bootstrap) as reader,
         kafka_admin(clarion.bootstrap) as admin,
     ):
-        state, changed, last_log = (-1, -1), time.monotonic(), 0.0
+        state, changed, last_log = -1, time.monotonic(), 0.0
         while True:
-            done = await record_count(reader, lanes)
             lag = await group_lag(admin, reader, clarion.app_id, routed)
-            if done >= events and lag == 0:
+            if lag == 0 and await record_count(reader, ingress) >= events:
                 break
-            if (done, lag) != state:
-                state, changed = (done, lag), time.monotonic()
+            if lag != state:
+                state, changed = lag, time.monotonic()
             elif time.monotonic() - changed > stall_s:
                 log.warning(
-                    "clarion: no progress for %.0f s (%d/%d notifications, %d records "
-                    "not routed); log tail:\n%s",
+                    "clarion: no progress for %.0f s (%d ingress/lane records not routed); "
+                    "log tail:\n%s",
                     stall_s,
-                    done,
-                    events,
                     lag,
                     clarion.worker.log_tail(),
                 )
                 break
             if time.monotonic() - last_log > 5:
                 last_log = time.monotonic()
-                log.info(
-                    "clarion: %d/%d notifications, %d ingress/lane records not yet routed",
-                    done,
-                    events,
-                    lag,
-                )
+                log.info("clarion: %d ingress/lane records not yet routed", lag)
             await asyncio.sleep(0.25)
-        # The end: the last record the worker wrote for an event, i.e. deliveries, receipts
-        # or table changelogs (a notification folded into a window only writes `digests`).
-        # Taken right away; Faust commits every 2.8 s, so it is known to within that.
+        # The span: from the first record the worker wrote (ingest routes in place, so that
+        # is a delivery, receipt, lane record or table changelog) to the last. The end is
+        # taken right away; Faust commits every 2.8 s, so it is known to within that.
         changelogs = [
             t
             for t in await admin.list_topics()
             if t.startswith(clarion.app_id + "-") and t.endswith("-changelog")
         ]
-        last_output = await edge_timestamp(reader, [*deliveries, receipts, *changelogs], last=True)
+        outputs = [*lanes, *deliveries, receipts, *changelogs]
         return {
-            "complete": done >= events and lag == 0,
+            "complete": lag == 0,
             "events": events,
-            "notifications": done,
+            # Notifications that crossed a lane topic (the rest were routed in place).
+            "lane_records": await record_count(reader, lanes),
             "deliveries": await record_count(reader, deliveries),
             # Deliveries the sinks had not finished when route had: small if they keep up.
             "deliveries_not_yet_sunk": await group_lag(admin, reader, clarion.app_id, deliveries),
             "receipts": await record_count(reader, [receipts]),
             "receipts_by_status": await statuses(reader, receipts),
             "dead_lettered": await record_count(reader, [clarion.topic(DLQ_EVENTS)]),
-            "first_lane_ts": await edge_timestamp(reader, lanes, last=False),
-            "last_output_ts": last_output,
+            "first_output_ts": await edge_timestamp(reader, outputs, last=False),
+            "last_output_ts": await edge_timestamp(reader, outputs, last=True),
         }
 
 
@@ -379,6 +386,14 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
          raw["preload_events_per_s"], "-", "-"),
         ("worker CPU utilisation", clarion.get("worker_cpu_utilisation"), "-", "-", "-", "-"),
     ]  # fmt: skip
+    stages = clarion.get("stage_cpu_us_per_event")
+    stage_table = (
+        "CPU µs per event by stage (py-spy samples holding the GIL, charged to the innermost "
+        "stage on the stack; benchmarks/profile.py):\n\n"
+        + markdown_table(("stage", "CPU µs per event"), list(stages.items()))
+        if stages
+        else ""
+    )
     by_status = ", ".join(f"{k} {v}" for k, v in clarion["receipts_by_status"].items())
     markdown = "\n\n".join([
         "# Throughput: Clarion end to end vs a bare Faust hop and a raw aiokafka pass-through",
@@ -387,11 +402,12 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
         markdown_table(
             ("figure", "Clarion", "bare Faust hop", "raw aiokafka", "÷ bare Faust", "÷ raw"), rows
         ),
-        f"Clarion: {clarion['notifications']} notifications, {clarion['deliveries']} "
+        f"Clarion: {clarion['lane_records']} lane records, {clarion['deliveries']} "
         f"deliveries, {clarion['receipts']} receipts ({by_status}), "
         f"{clarion['dead_lettered']} dead-lettered; complete: {clarion['complete']}.",
-        "Clarion is timed from the first record on a lane topic to the last record the worker "
-        "wrote (deliveries, receipts, table changelogs) once its consumer group has committed "
+        stage_table,
+        "Clarion is timed from the first to the last record the worker wrote (lane records, "
+        "deliveries, receipts, table changelogs) once its consumer group has committed "
         "every ingress and lane record, i.e. route has delivered, folded into a digest window "
         "or dropped every notification; Faust commits every 2.8 s, so the end is known to "
         "within that. Digests go out when their window closes (30-60 s, marketing 1 h), not "
@@ -415,6 +431,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the worker with py-spy and report CPU µs per event per stage",
+    )
     parser.add_argument(
         "--worker-loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"]
     )
