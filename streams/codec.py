@@ -3,6 +3,8 @@ internal table rows), JSON on the wire in both cases."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -19,15 +21,21 @@ class PydanticCodec(Codec, Generic[T]):  # type: ignore[misc]
     without an intermediate dict.
     """
 
-    def __init__(self, tp: type[T] | Any, **kwargs: Any) -> None:
+    def __init__(self, tp: type[T] | Any, *, memo: int = 0, **kwargs: Any) -> None:
+        """`memo` > 0 keeps that many decoded values by their bytes: for a table read far
+        more often than written (the profiles: every notification reads its recipient's),
+        where each read would otherwise validate the same bytes again. Only for frozen
+        models, as every reader shares the one value."""
         super().__init__(**kwargs)
         self.adapter: TypeAdapter[T] = TypeAdapter(tp)
+        validate: Callable[[bytes], T] = self.adapter.validate_json
+        self._decode = functools.lru_cache(maxsize=memo)(validate) if memo else validate
 
     def _dumps(self, obj: Any) -> bytes:
         return self.adapter.dump_json(obj)
 
     def _loads(self, s: bytes) -> T:
-        return self.adapter.validate_json(s)
+        return self._decode(s)
 
 
 class MsgspecCodec(Codec, Generic[T]):  # type: ignore[misc]

@@ -17,6 +17,9 @@ from schemas.users import ContactPoints, Preferences
 from streams.codec import MsgspecCodec, PydanticCodec
 from tables import rows
 
+# Decoded profiles kept per table (by their bytes): ~1 KiB each, so ~16 MiB at most.
+PROFILE_MEMO = 16_384
+
 if TYPE_CHECKING:
     from streams.settings import Settings
     from streams.topics import Topics
@@ -63,11 +66,17 @@ class Tables:
             table.value_serializer = value_serializer  # type: ignore[attr-defined]
             return table  # type: ignore[return-value]
 
+        # Read for every notification routed and every window flushed, written when a user
+        # changes them: decoded values are kept by their bytes (PydanticCodec's memo).
         self.preferences = _table(
-            "preferences", PydanticCodec(Preferences), "user id -> Preferences (compacted topic)"
+            "preferences",
+            PydanticCodec(Preferences, memo=PROFILE_MEMO),
+            "user id -> Preferences (compacted topic)",
         )
         self.contacts = _table(
-            "contacts", PydanticCodec(ContactPoints), "user id -> ContactPoints (compacted topic)"
+            "contacts",
+            PydanticCodec(ContactPoints, memo=PROFILE_MEMO),
+            "user id -> ContactPoints (compacted topic)",
         )
         # Dedupe is bounded by time, not by code: RocksDB's TTL drops old keys from the local store
         # at compaction and the changelog's delete policy drops them from Kafka, so a restore never
