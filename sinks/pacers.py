@@ -92,9 +92,10 @@ class ProviderPacers:
                 self.configured[name], self.share, owned[self.channel[name]], self._total
             )
             self._set(name, pacer, rate)
+        channels = dict.fromkeys(self.channel.values())  # the providers' channels, in order
         log.info(
-            "pacing: %s of %d delivery partitions per channel; %s",
-            ", ".join(f"{ch.value} {n}" for ch, n in owned.items() if n),
+            "pacing: owns %s of %d delivery partitions; %s",
+            ", ".join(f"{ch.value} {owned[ch]}" for ch in channels),
             self._total,
             ", ".join(f"{name} {p.rate:g}/s" for name, p in self.pacers.items()),
         )
