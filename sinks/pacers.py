@@ -44,8 +44,10 @@ class ProviderPacers:
     """One app's pacers, by provider name, kept at the worker's share of each provider's rate."""
 
     def __init__(self, settings: Settings, providers: SenderSettings) -> None:
-        # The configured rates: the whole deployment's (scope group) or each worker's.
-        self.configured = {name: pacer.rate for name, pacer in registry.pacers(providers).items()}
+        # One pacer per registered provider, at its configured rate: the whole deployment's
+        # (scope group) or each worker's.
+        self.pacers: dict[str, Pacer] = registry.pacers(providers)
+        self.configured = {name: pacer.rate for name, pacer in self.pacers.items()}
         self.channel = {spec.name: spec.channel for spec in providers.specs}
         self.per_group = settings.pace_scope == "group"
         served = settings.served_lanes
@@ -57,11 +59,10 @@ class ProviderPacers:
             for ch in Channel
         }
         self._total = settings.partitions * len(served)
-        self.pacers: dict[str, Pacer] = {}
-        for name, rate in self.configured.items():
-            self.pacers[name] = pacer = Pacer(rate)
-            # A group serving no lane (a fan-out-only worker) has no provider sink: 0.
-            self._set(name, pacer, rate * self.share if self.per_group else rate)
+        for name, pacer in self.pacers.items():
+            # Scope group: the group's part (0 in a group that serves no lane, e.g. a
+            # fan-out-only worker, which has no provider sink).
+            self._set(name, pacer, pacer.rate * self.share if self.per_group else pacer.rate)
 
     def __getitem__(self, provider: str) -> Pacer:
         return self.pacers[provider]
@@ -111,7 +112,8 @@ class ProviderPacers:
         metrics.provider_pace.labels(name).set(rate)
 
     def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # Sent by Faust after the agents finished (or timed out on) their in-flight records.
+        # Sent by Faust once the records in flight are acked (wait_empty), or at once when
+        # nothing was assigned.
         self.revoke()
 
     def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
