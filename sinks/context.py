@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from schemas.common import Channel
 from sinks.hub import Hub
+from sinks.pacers import ProviderPacers
 from sinks.providers.base import Sender
 from sinks.providers.config import SenderSettings
 from streams.context import StageContext
@@ -20,3 +21,5 @@ class SinkContext(StageContext):
     # The settings they were built from (ProviderSettings: the registered providers' specs,
     # their pacing).
     providers: SenderSettings
+    # One pacer per provider, at this worker's share of its global rate (sinks/pacers.py).
+    pacers: ProviderPacers

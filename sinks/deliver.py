@@ -3,7 +3,8 @@
 For each delivery: claim its delivery id (a copy of a delivery still in flight, e.g. a
 producer retry, waits for the first's outcome and is skipped, logic/claims.py), skip it if
 the idempotency ledger has it (a redelivery, a retry racing its original, a replay), drop
-it if expired, wait for the provider's pace, send, and then by outcome:
+it if expired, wait for the provider's pace (this worker's share of the provider's global
+rate, following the partition assignment: sinks/pacers.py), send, and then by outcome:
 - sent: ledger entry + `sent` receipt;
 - transient (429, 5xx, timeout): back on `deliveries.retry` with backoff and jitter (never
   sooner than Retry-After) — or, for a channel that promises per-target order (webhooks),
@@ -59,13 +60,15 @@ ORDERED = frozenset({Channel.WEBHOOK})
 
 def install(app: ClarionApp, ctx: SinkContext) -> None:
     """One sink agent per (configured channel, served lane), with this app's pacers (one per
-    registered provider), claims and retry policy."""
+    registered provider, at this worker's share of its rate), claims and retry policy."""
     _settings, topics, ledger, senders = ctx.settings, ctx.topics, ctx.tables.ledger, ctx.senders
     policy = RetryPolicy(
         _settings.retry_max_attempts, _settings.retry_base_s, _settings.retry_cap_s
     )
-    # One pacer per registered provider (sinks/providers/registry.py), at its own setting.
-    _pacers = registry.pacers(ctx.providers)
+    # One pacer per registered provider, at this worker's share of the provider's global
+    # rate: recomputed at every rebalance (sinks/pacers.py).
+    _pacers = ctx.pacers
+    _pacers.connect(app)
     specs, configured = ctx.providers.specs, registry.configured(ctx.providers)
 
     # Delivery ids in flight in this app -> the first copy's outcome (a ReceiptStatus value).

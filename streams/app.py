@@ -55,6 +55,7 @@ def build_app(
     )
     from sinks.context import SinkContext
     from sinks.hub import Hub
+    from sinks.pacers import ProviderPacers
     from sinks.providers.factory import build_senders
     from sinks.providers.registry import settings_class
     from streams import admin_views, commands
@@ -86,6 +87,7 @@ def build_app(
         hub=Hub(),
         senders=build_senders(providers),
         providers=providers,
+        pacers=ProviderPacers(settings, providers),
         pending=PendingUpdates(),
     )
     app.ctx = ctx

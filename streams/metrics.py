@@ -165,6 +165,14 @@ deliveries_dead_lettered = Counter(
     ["lane", "channel", "provider", "status"],
     registry=registry,
 )
+provider_pace = Gauge(
+    "clarion_provider_pace_per_s",
+    "Sends per second this worker paces a provider at: its share of the provider's global "
+    "CLARION_PACE_<P>_PER_S, by the delivery partitions it owns (0: it owns none, e.g. "
+    "during a rebalance). The group's workers add up to the provider's budget.",
+    ["provider"],
+    registry=registry,
+)
 delivery_latency = Histogram(
     "clarion_delivery_latency_seconds",
     "Seconds from the event's occurred_at to the provider accepting the send (in-app: to "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -135,8 +136,28 @@ class Settings(BaseSettings):
     ledger_horizon_s: int = Field(
         default=7 * 86_400, ge=60, description="How long sent deliveries are remembered."
     )
-    # Provider pacing (CLARION_PACE_<PROVIDER>_PER_S) is each provider's own setting
-    # (sinks/providers/<name>.py).
+    # Provider pacing: each provider's global rate (CLARION_PACE_<PROVIDER>_PER_S) is its own
+    # setting (sinks/providers/<name>.py); how it is split over workers is the app's.
+    pace_scope: Literal["group", "worker"] = Field(
+        default="group",
+        description=(
+            "What CLARION_PACE_<PROVIDER>_PER_S means. 'group': the provider's rate for the "
+            "whole deployment; each worker paces its share, by the provider's delivery "
+            "partitions it owns (sinks/pacers.py). 'worker': every worker process paces the "
+            "whole rate (N workers send up to N times it; Clarion before issue 13)."
+        ),
+    )
+    pace_group_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description=(
+            "With lanes split over consumer groups (CLARION_LANES, one CLARION_APP_ID each): "
+            "this group's part of every provider's rate. Default: its lanes' part, served "
+            "lanes / 4 (all lanes: 1; 'critical': 0.25). Set on every group so that the "
+            "parts add up to at most 1."
+        ),
+    )
 
     # Celebrity fan-out (issue 5).
     fanout: bool | None = Field(

@@ -52,6 +52,11 @@ def setup(app: web.Application, state: SandboxState) -> None:
         )
         return web.json_response({"count": len(records)})
 
+    async def sends_per_second(request: web.Request) -> web.Response:
+        counts = state.log.per_second(request.query.get("provider"))
+        # JSON keys are strings: the second as an integer's decimal digits.
+        return web.json_response({"per_second": {str(s): n for s, n in counts.items()}})
+
     async def delete_sends(request: web.Request) -> web.Response:
         state.log.clear()
         return web.Response(status=204)
@@ -95,6 +100,7 @@ def setup(app: web.Application, state: SandboxState) -> None:
     app.router.add_post("/_sandbox/config", post_config)
     app.router.add_get("/_sandbox/sends", get_sends)
     app.router.add_get("/_sandbox/sends/count", count_sends)
+    app.router.add_get("/_sandbox/sends/per-second", sends_per_second)
     app.router.add_delete("/_sandbox/sends", delete_sends)
     app.router.add_get("/_sandbox/faults", get_faults)
     app.router.add_post("/_sandbox/faults", post_faults)

@@ -93,6 +93,15 @@ class SendLog:
                 and (target is None or r.target == target)
             ]
 
+    def per_second(self, provider: str | None = None) -> dict[int, int]:
+        """Accepted sends per wall-clock second (``int(received_at)``), in time order: what a
+        provider's rate limiter sees (the pacing test reads its aggregate rate here)."""
+        counts: dict[int, int] = {}
+        for r in self.sends(provider):
+            second = int(r.received_at)
+            counts[second] = counts.get(second, 0) + 1
+        return dict(sorted(counts.items()))
+
     def clear(self) -> None:
         with self._lock:
             self._records.clear()

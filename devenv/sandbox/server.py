@@ -126,6 +126,9 @@ class Sandbox:
     def sends(self, provider: str | None = None, target: str | None = None) -> list[SendRecord]:
         return self.state.log.sends(provider, target)
 
+    def sends_per_second(self, provider: str | None = None) -> dict[int, int]:
+        return self.state.log.per_second(provider)
+
     def inject(self, provider: str, **kwargs: object) -> FaultRule:
         rule = FaultRule.from_json({"provider": provider, **kwargs})
         self.state.faults.add(rule)

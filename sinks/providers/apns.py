@@ -54,7 +54,14 @@ class ApnsSettings(SenderSettings):
     apns_ca_file: Path | None = Field(
         default=None, description="Extra CA (PEM) to trust for APNs, besides the system CAs."
     )
-    pace_apns_per_s: float = Field(default=5_000.0, gt=0)
+    pace_apns_per_s: float = Field(
+        default=5_000.0,
+        gt=0,
+        description=(
+            "APNs sends/s of the whole deployment; each worker paces its share "
+            "(sinks/pacers.py, CLARION_PACE_SCOPE)."
+        ),
+    )
 
     @property
     def apns_configured(self) -> bool:

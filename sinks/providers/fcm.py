@@ -56,8 +56,14 @@ class FcmSettings(SenderSettings):
             "in firebase-admin 7.7 but what apps register today) or installation ids ('fid')."
         ),
     )
-    # Per worker process: set to the provider's quota divided by the number of workers.
-    pace_fcm_per_s: float = Field(default=10_000.0, gt=0, description="FCM: 600k/min quota.")
+    pace_fcm_per_s: float = Field(
+        default=10_000.0,
+        gt=0,
+        description=(
+            "FCM sends/s of the whole deployment (the quota, 600k/min, is per project); each "
+            "worker paces its share (sinks/pacers.py, CLARION_PACE_SCOPE)."
+        ),
+    )
 
 
 def _retry_after(exc: fb.FirebaseError) -> float | None:

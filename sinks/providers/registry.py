@@ -63,7 +63,8 @@ def _settings_class(modules: tuple[str, ...]) -> type[SenderSettings]:
 
 
 def pacers(cfg: SenderSettings) -> dict[str, Pacer]:
-    """One token bucket per registered provider (configured or not: a label is never missing)."""
+    """One token bucket per registered provider (configured or not: a label is never missing),
+    at the provider's configured rate; sinks/pacers.py moves them to the worker's share."""
     return {spec.name: Pacer(spec.pace_per_s(cfg)) for spec in cfg.specs}
 
 

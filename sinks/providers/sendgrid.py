@@ -48,7 +48,14 @@ class SendGridSettings(SenderSettings):
     email_from: str = Field(
         default="notifications@example.com", description="From address of every email."
     )
-    pace_sendgrid_per_s: float = Field(default=600.0, gt=0)
+    pace_sendgrid_per_s: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "SendGrid mail sends/s of the whole deployment (the account's limit); each worker "
+            "paces its share (sinks/pacers.py, CLARION_PACE_SCOPE)."
+        ),
+    )
 
 
 def _header(headers: Any, name: str) -> str | None:

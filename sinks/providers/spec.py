@@ -35,7 +35,8 @@ class ProviderSpec(Generic[S]):
     settings: type[S]
     # Whether the settings configure it: an unconfigured provider gets no sender.
     configured: Callable[[S], bool]
-    # Sends per second per worker process (CLARION_PACE_<NAME>_PER_S by convention).
+    # Sends per second of the whole deployment (CLARION_PACE_<NAME>_PER_S by convention);
+    # each worker paces its share of it (sinks/pacers.py).
     pace_per_s: Callable[[S], float]
     # Builds the sender; called only when `configured`.
     build: Callable[[S], Sender]

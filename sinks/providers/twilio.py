@@ -56,7 +56,12 @@ class TwilioSettings(SenderSettings):
         description="Status callback URL; '?delivery_id=<id>' is appended for each message.",
     )
     pace_twilio_per_s: float = Field(
-        default=100.0, gt=0, description="Twilio MPS of the sender (long code ≈ 1, short 100)."
+        default=100.0,
+        gt=0,
+        description=(
+            "Twilio MPS of the sender (long code ≈ 1, short 100) for the whole deployment; "
+            "each worker paces its share (sinks/pacers.py, CLARION_PACE_SCOPE)."
+        ),
     )
 
     @property

@@ -54,7 +54,14 @@ class WebhookSettings(SenderSettings):
     webhook_max_keepalive: int = Field(
         default=20, ge=0, description="Idle keep-alive connections the webhook client keeps."
     )
-    pace_webhook_per_s: float = Field(default=1_000.0, gt=0)
+    pace_webhook_per_s: float = Field(
+        default=1_000.0,
+        gt=0,
+        description=(
+            "Webhook sends/s of the whole deployment, all endpoints together; each worker "
+            "paces its share (sinks/pacers.py, CLARION_PACE_SCOPE)."
+        ),
+    )
 
 
 def _key(secret: str | bytes) -> bytes:

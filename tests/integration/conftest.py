@@ -73,6 +73,7 @@ LONG_MODULES = (
     "test_outage.py",
     "test_foreign_producers.py",
     "test_lane_split_delivery.py",
+    "test_global_pacing.py",
 )
 
 

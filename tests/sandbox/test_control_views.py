@@ -34,3 +34,17 @@ def test_count_and_brief_view(sandbox: Sandbox) -> None:
     assert set(sends[0]) == {"provider", "target", "message_id", "received_at", "delivery_id"}
     assert sends[0]["received_at"] <= sends[2]["received_at"]
     assert httpx.get(control, params={"view": "nope"}).status_code == 400
+
+
+def test_sends_per_second(sandbox: Sandbox) -> None:
+    control = f"{sandbox.base_url}/_sandbox/sends/per-second"
+    assert httpx.get(control).json() == {"per_second": {}}
+    for i in range(3):
+        assert post_webhook(sandbox, "shop", f"d{i}").status_code == 200
+    counts = sandbox.sends_per_second("webhook")
+    assert sum(counts.values()) == 3
+    assert list(counts) == sorted(counts)
+    assert {int(s.received_at) for s in sandbox.sends()} == set(counts)
+    answered = httpx.get(control, params={"provider": "webhook"}).json()["per_second"]
+    assert {int(k): v for k, v in answered.items()} == counts
+    assert httpx.get(control, params={"provider": "fcm"}).json() == {"per_second": {}}

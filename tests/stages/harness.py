@@ -55,6 +55,7 @@ from pydantic import BaseModel
 
 from logic.partitioning import partition_of
 from streams.app import ClarionApp
+from streams.catalog import all_topics
 
 SETTLE_TIMEOUT_S = 15.0
 
@@ -245,6 +246,8 @@ class StageHarness:
         self.log = MemoryLog()
         # The one thing taken from the unstarted consumer (see the module doc).
         app.consumer.highwater = self.log.highwater
+        # What the last `rebalance` assigned (nothing until one is asked for).
+        self.assigned: set[TP] = set()
 
     # -- tables ------------------------------------------------------------------------
     def seed(self, table: faust.Table, key: bytes | str, value: Any) -> None:
@@ -261,6 +264,22 @@ class StageHarness:
 
     def caught_up(self, topic: faust.TopicT | str, partition: int) -> None:
         self.log.unread.pop(TP(_name(topic), partition), None)
+
+    # -- the assignment ------------------------------------------------------------------
+    async def rebalance(self, partitions: Iterable[int]) -> None:
+        """A rebalance as Faust signals it (eager): every partition revoked, then the new
+        assignment, here the given partition numbers of every user-keyed catalog topic (the
+        assignor gives a worker the same numbers of all of them). Only the services that
+        follow the signals see it: the in-memory channels are not consumers."""
+        settings = self.app.settings
+        await self.app.on_partitions_revoked.send(self.assigned)
+        self.assigned = {
+            TP(settings.topic(spec.name), p)
+            for spec in all_topics()
+            if spec.partitions is None
+            for p in partitions
+        }
+        await self.app.on_partitions_assigned.send(self.assigned)
 
     # -- what the stages produced ----------------------------------------------------------
     def sent(self, *topics: faust.TopicT | str, key: bytes | str | None = None) -> list[Record]:
