@@ -46,7 +46,7 @@ from schemas.digests import DigestWindow
 from schemas.notifications import Notification
 from streams import metrics
 from streams.faust_internals import committed_offset
-from tables import keys
+from tables import changelog, keys
 from tables.rows import DigestProgress, LaneProgress
 
 if TYPE_CHECKING:
@@ -71,20 +71,22 @@ def _load(ctx: StageContext, key: bytes) -> DigestWindow | None:
     return w
 
 
-def _store(ctx: StageContext, key: bytes, w: DigestWindow, partition: int) -> None:
+async def _store(ctx: StageContext, key: bytes, w: DigestWindow, partition: int) -> None:
     index = ctx.windows
     before = index.open_windows.get(key)
-    ctx.tables.digests[key] = w
+    # The index first, before the write can wait: a fold that runs meanwhile (another
+    # ingest agent routes in place) must build on this window, not the one before it.
     index.open_windows[key] = w
     # One heap entry per deadline, not per fold: a window folding a million likes used to
     # leave a million entries, each read back from the table at the flush.
     if before is None or before.deadline != w.deadline:
         heapq.heappush(index.heaps[(w.lane, partition)], (w.deadline, key))
+    await changelog.put(ctx.tables.digests, key, w)
 
 
-def _delete(ctx: StageContext, key: bytes) -> None:
-    del ctx.tables.digests[key]
+async def _delete(ctx: StageContext, key: bytes) -> None:
     ctx.windows.open_windows.pop(key, None)
+    await changelog.delete(ctx.tables.digests, key)
 
 
 async def gather(
@@ -115,7 +117,7 @@ async def gather(
         w = windows.open_window(n, group, ts, window_s, index.closed_until.get(lp, 0.0), hold_until)
     else:
         w = windows.add_to_window(w, n, rules.max_actors, hold_until)
-    _store(ctx, key, w, partition)
+    await _store(ctx, key, w, partition)
     index._merge(lp, w.sources)
     metrics.inc(metrics.digest_gathered, n.lane.value)
 
@@ -158,7 +160,7 @@ async def _flush_many(
         prefs, contact = emit.profile(ctx, w.recipient_id)
         held = quiet_end(prefs, datetime.fromtimestamp(now, UTC))
         if held is not None:  # quiet hours began after the window opened
-            _store(ctx, key, w.model_copy(update={"deadline": held}), partition)
+            await _store(ctx, key, w.model_copy(update={"deadline": held}), partition)
             continue
         n = windows.to_notification(w)
         plan = emit.plan(ctx, n, prefs, contact, now)
@@ -167,7 +169,7 @@ async def _flush_many(
             # gathering until every limited channel has a token again.
             wait = emit.seconds_until_tokens(ctx, plan, n, prefs, now)
             if wait > 0:
-                _store(ctx, key, w.model_copy(update={"deadline": now + wait}), partition)
+                await _store(ctx, key, w.model_copy(update={"deadline": now + wait}), partition)
                 continue
         futures.extend(await emit.emit(ctx, plan, n, prefs, now, limited=True))
         sending.append((key, w))
@@ -188,29 +190,30 @@ async def _flush_many(
     # changelog before the rows' deletion: a restore that has a deletion has them too.
     # (Written after it, a crash in between let the replayed lane records re-open the sent
     # window under the same id with a partial count.)
-    lanes = tuple(dict.fromkeys(w.lane for _, w in sending))
     for _key, w in sending:
         lp = (w.lane, partition)
         index.closed_until[lp] = max(index.closed_until.get(lp, 0.0), w.window_end)
-    _save_progress(ctx, partition, lanes)
+    await _save_progress(ctx, partition)
     for key, w in sending:
-        _delete(ctx, key)
+        await _delete(ctx, key)
         metrics.digest_window_flushed(w.lane, w.count)
     return len(sending)
 
 
-def _save_progress(ctx: StageContext, partition: int, lanes: tuple[Lane, ...]) -> None:
-    index, digests = ctx.windows, ctx.tables.digests
-    row = keys.digest_progress_key(partition)
+async def _save_progress(ctx: StageContext, partition: int) -> None:
+    """The partition's progress row, whole, from the index (which the rebuild fills from
+    the row, so it holds all the row did): written, never read back and merged, so two
+    writers cannot interleave a read and a write."""
+    index = ctx.windows
     progress: DigestProgress = {
         lane: LaneProgress(
             applied=dict(index.applied[(lane, partition)]),
             closed_until=index.closed_until.get((lane, partition), 0.0),
         )
-        for lane in lanes
+        for lane in DIGEST_LANES
+        if (lane, partition) in index.applied or (lane, partition) in index.closed_until
     }
-    saved = digests.get(row)
-    digests[row] = (saved if isinstance(saved, dict) else {}) | progress
+    await changelog.put(ctx.tables.digests, keys.digest_progress_key(partition), progress)
 
 
 async def flush_due(ctx: StageContext, partition: int, now: float) -> int:

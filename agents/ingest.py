@@ -23,7 +23,7 @@ from logic.validation import EventClock, Rejection, decode_event
 from schemas.events import LiveStartedEvent
 from streams import deadletter, metrics
 from streams.catalog import INGRESS_LANE
-from tables import keys
+from tables import changelog, keys
 from tables.rows import SeenEvent
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
         if is_duplicate(seen_events.get(seen_key), source, offset):
             metrics.events_duplicate.labels(decoded.type).inc()
             return
-        seen_events[seen_key] = SeenEvent(offset, now.timestamp(), source)
+        await changelog.put(seen_events, seen_key, SeenEvent(offset, now.timestamp(), source))
         metrics.inc(metrics.events_in, decoded.type)
         if replay is not None and not replay.forwards:
             return  # state-only: the dedupe state is rebuilt, nothing goes onward

@@ -62,7 +62,7 @@ class ProviderPacers:
         for name, pacer in self.pacers.items():
             # Scope group: the group's part (0 in a group that serves no lane, e.g. a
             # fan-out-only worker, which has no provider sink).
-            self._set(name, pacer, pacer.rate * self.share if self.per_group else pacer.rate)
+            self._apply(name, pacer, pacer.rate * self.share if self.per_group else pacer.rate)
 
     def __getitem__(self, provider: str) -> Pacer:
         return self.pacers[provider]
@@ -92,7 +92,7 @@ class ProviderPacers:
             rate = worker_rate(
                 self.configured[name], self.share, owned[self.channel[name]], self._total
             )
-            self._set(name, pacer, rate)
+            self._apply(name, pacer, rate)
         channels = dict.fromkeys(self.channel.values())  # the providers' channels, in order
         log.info(
             "pacing: owns %s of %d delivery partitions; %s",
@@ -104,9 +104,9 @@ class ProviderPacers:
     def revoke(self) -> None:
         """Pause every pacer until the next assignment says what this worker owns."""
         for name, pacer in self.pacers.items():
-            self._set(name, pacer, 0.0)
+            self._apply(name, pacer, 0.0)
 
-    def _set(self, name: str, pacer: Pacer, rate: float) -> None:
+    def _apply(self, name: str, pacer: Pacer, rate: float) -> None:
         if rate != pacer.rate:
             pacer.set_rate(rate)
         metrics.provider_pace.labels(name).set(rate)

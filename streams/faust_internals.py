@@ -64,6 +64,10 @@ CONSUMER_STATE = (
 STORE_STATE = (
     Private(*_STORE, "_dbs", instance=True),
     Private(*_STORE, "_db_for_partition"),
+    # tables/changelog.py: a row written to the current event's partition without Faust's
+    # changelog machinery (that module sends the changelog record itself).
+    Private(*_STORE, "_set"),
+    Private(*_STORE, "_del"),
     Private("faust.stores.base", "SerializedStore", "_decode_value"),
 )
 
@@ -163,6 +167,28 @@ def store_db(table: Any, partition: int) -> Any:
     """The `rocksdict.Rdict` of serialized keys and values of `table`'s `partition` (opened
     if it was not)."""
     return table.data._db_for_partition(partition)
+
+
+def store_set(table: Any, key: Any, raw_key: bytes, raw_value: bytes | None) -> None:
+    """Write one row of `table` into the current event's partition of its store, with no
+    changelog record (`raw_value` None deletes it). A RocksDB store keeps bytes; Faust's
+    memory store (the stage tests) keeps the decoded key and value."""
+    store = table.data
+    if isinstance(store, _faust_rocksdb.Store):
+        if raw_value is None:
+            store._del(raw_key)
+        else:
+            store._set(raw_key, raw_value)
+    elif raw_value is None:
+        store.pop(key, None)
+    else:
+        store[key] = decode_value(table, raw_value)
+
+
+def decode_value(table: Any, raw: bytes) -> Any:
+    return table.app.serializers.loads_value(
+        table.value_type, raw, serializer=table.value_serializer
+    )
 
 
 def decode_store_value(table: Any, raw: bytes) -> Any:

@@ -1,0 +1,75 @@
+"""Table writes for the hot path: the row into the store and its changelog record straight
+to the producer, without Faust's per-write machinery.
+
+A Faust table write (`table[key] = value`) builds a FutureMessage and a PendingMessage,
+queues them in Faust's producer buffer, calls the table's sensors and TTL hooks, and later
+publishes the record from a service task: about 250 µs of CPU per write on this machine
+(docs/architecture.md, "Hops"). Here the same two things happen directly: the row goes to
+the current event's partition of the store, and the record to the same partition of the
+changelog topic through the producer's `send` (the record sits in aiokafka's accumulator).
+
+The guarantee is Faust's own: an offset commit first flushes the producer (Faust's
+`Consumer._commit_offsets`), so a source offset is never committed before the changelog
+records its processing wrote. Recovery replays the changelog into the store; rows written
+here do not move the store's persisted offset, so a restart on the same disk replays a few
+more records (each sets what the store already has).
+
+Order: the records of a partition must reach the changelog in the order the rows were
+written, or a restore ends with an older value than the store had. The producer's `send`
+can wait (a full accumulator), so each table's writes hold one lock from the store write
+until the record is in the accumulator: a second writer (another ingest agent routing in
+place, the tick's flush) writes after it, in the store and in the changelog alike. For the
+same reason all writes of a table take this one path (Faust's path sends later than this
+one). The tables written here are `seen-events` (agents/ingest.py) and `digests`
+(agents/digest.py), and only through this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from faust.streams import current_event
+
+from streams import faust_internals
+
+
+async def put(table: Any, key: Any, value: Any) -> None:
+    """`table[key] = value`, on the partition of the event being processed."""
+    await _write(table, key, value)
+
+
+async def delete(table: Any, key: Any) -> None:
+    """`del table[key]` (a tombstone in the changelog), on the event's partition."""
+    await _write(table, key, None)
+
+
+# One lock per table (by identity: a table lives as long as its app).
+_locks: dict[int, asyncio.Lock] = {}
+
+
+async def _write(table: Any, key: Any, value: Any | None) -> None:
+    lock = _locks.get(id(table))
+    if lock is None:
+        lock = _locks[id(table)] = asyncio.Lock()
+    async with lock:
+        await _write_in_order(table, key, value)
+
+
+async def _write_in_order(table: Any, key: Any, value: Any | None) -> None:
+    event = current_event()
+    if event is None:
+        raise RuntimeError(f"{table.name}: a table row is written while processing a record")
+    partition = event.message.partition
+    serializers = table.app.serializers
+    raw_key = serializers.dumps_key(table.key_type, key, serializer=table.key_serializer)
+    raw_value = (
+        None
+        if value is None
+        else serializers.dumps_value(table.value_type, value, serializer=table.value_serializer)
+    )
+    faust_internals.store_set(table, key, raw_key, raw_value)
+    # Not awaited for the broker: the commit's producer flush covers it.
+    await table.app.producer.send(
+        table.changelog_topic.get_topic_name(), raw_key, raw_value, partition, None, None
+    )
