@@ -52,6 +52,10 @@ def setup(app: web.Application, state: SandboxState) -> None:
         )
         return web.json_response({"count": len(records)})
 
+    async def count_requests(request: web.Request) -> web.Response:
+        # Requests received (accepted or not) by providers that batch: SendGrid only.
+        return web.json_response({"count": state.log.requests(request.query.get("provider"))})
+
     async def delete_sends(request: web.Request) -> web.Response:
         state.log.clear()
         return web.Response(status=204)
@@ -96,6 +100,7 @@ def setup(app: web.Application, state: SandboxState) -> None:
     app.router.add_get("/_sandbox/sends", get_sends)
     app.router.add_get("/_sandbox/sends/count", count_sends)
     app.router.add_delete("/_sandbox/sends", delete_sends)
+    app.router.add_get("/_sandbox/requests/count", count_requests)
     app.router.add_get("/_sandbox/faults", get_faults)
     app.router.add_post("/_sandbox/faults", post_faults)
     app.router.add_delete("/_sandbox/faults", delete_faults)

@@ -126,6 +126,11 @@ class Sandbox:
     def sends(self, provider: str | None = None, target: str | None = None) -> list[SendRecord]:
         return self.state.log.sends(provider, target)
 
+    def requests(self, provider: str | None = None) -> int:
+        """Requests received, accepted or not, by providers that batch (SendGrid: one per
+        mail/send request, whatever its personalizations); cleared with the sends."""
+        return self.state.log.requests(provider)
+
     def inject(self, provider: str, **kwargs: object) -> FaultRule:
         rule = FaultRule.from_json({"provider": provider, **kwargs})
         self.state.faults.add(rule)
