@@ -11,7 +11,8 @@ rate, following the partition assignment: sinks/pacers.py), send, and then by ou
   retried in place behind a per-target chain; after the last try → `dlq.deliveries`;
 - permanent: `dlq.deliveries` with the reason, plus removing a dead target from the user's
   contact points, or recording a STOP as an SMS opt-out.
-Sends run concurrently (CLARION_SINK_CONCURRENCY per agent) and a record is acked only
+Sends run concurrently (CLARION_SINK_CONCURRENCY per agent, or a provider's larger
+`max_in_flight`: SendGrid's batches) and a record is acked only
 when it and every earlier one of its partition are finished (logic/ackwindow.py, driven
 by streams/ackloop.py).
 Channels without a configured provider fall back to the console outbox (sinks/outbox.py).
@@ -174,6 +175,9 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
             await receipt
 
     def _make_sink(channel: Channel, sender: Sender) -> Callable[[faust.StreamT[Delivery]], Any]:
+        # CLARION_SINK_CONCURRENCY, or more if a provider of the channel batches (SendGrid).
+        in_flight = registry.sink_concurrency(ctx.providers, channel, _settings.sink_concurrency)
+
         async def deliver(stream: faust.StreamT[Delivery]) -> None:
             chains = KeyedChain() if channel in ORDERED else None
 
@@ -182,7 +186,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
                 attempt = Attempt(cast(Delivery, event.value), event.message)
                 return lambda: attempt.run(sender, chains)
 
-            await run_in_ack_order(stream, _settings.sink_concurrency, work_for)
+            await run_in_ack_order(stream, in_flight, work_for)
 
         return deliver
 

@@ -57,6 +57,10 @@ def setup(app: web.Application, state: SandboxState) -> None:
         # JSON keys are strings: the second as an integer's decimal digits.
         return web.json_response({"per_second": {str(s): n for s, n in counts.items()}})
 
+    async def count_requests(request: web.Request) -> web.Response:
+        # Requests received (accepted or not) by providers that batch: SendGrid only.
+        return web.json_response({"count": state.log.requests(request.query.get("provider"))})
+
     async def delete_sends(request: web.Request) -> web.Response:
         state.log.clear()
         return web.Response(status=204)
@@ -102,6 +106,7 @@ def setup(app: web.Application, state: SandboxState) -> None:
     app.router.add_get("/_sandbox/sends/count", count_sends)
     app.router.add_get("/_sandbox/sends/per-second", sends_per_second)
     app.router.add_delete("/_sandbox/sends", delete_sends)
+    app.router.add_get("/_sandbox/requests/count", count_requests)
     app.router.add_get("/_sandbox/faults", get_faults)
     app.router.add_post("/_sandbox/faults", post_faults)
     app.router.add_delete("/_sandbox/faults", delete_faults)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +19,9 @@ DELIVERY_ID_KEY = "clarion_delivery_id"
 
 @dataclass(frozen=True)
 class SendRecord:
-    """One accepted send, as the provider would have queued it."""
+    """One accepted send, as the provider would have queued it: for SendGrid one
+    personalization (one recipient's email) of a request, so a request with 1,000 is 1,000
+    records sharing its ``message_id`` (the X-Message-Id) and its headers."""
 
     provider: str
     target: str
@@ -73,11 +76,24 @@ class SendRecord:
 
 
 class SendLog:
-    """Append-only (until cleared) list of accepted sends."""
+    """Append-only (until cleared) list of accepted sends, and a count of the requests
+    that carry several sends (SendGrid: one mail/send request, many personalizations)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: list[SendRecord] = []
+        self._requests: Counter[str] = Counter()
+
+    def count_request(self, provider: str) -> None:
+        """One request received, accepted or not (only providers that batch count them)."""
+        with self._lock:
+            self._requests[provider] += 1
+
+    def requests(self, provider: str | None = None) -> int:
+        with self._lock:
+            if provider is None:
+                return sum(self._requests.values())
+            return self._requests[provider]
 
     def add(self, record: SendRecord) -> None:
         with self._lock:
@@ -105,3 +121,4 @@ class SendLog:
     def clear(self) -> None:
         with self._lock:
             self._records.clear()
+            self._requests.clear()

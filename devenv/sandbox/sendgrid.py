@@ -1,5 +1,9 @@
 """SendGrid v3 ``POST /v3/mail/send``: 202 on success, JSON ``errors`` on failure.
 
+A request carries up to 1,000 personalizations; each accepted one is recorded as its own
+send (one email per recipient), and every request received is counted
+(``SendLog.requests``, ``GET /_sandbox/requests/count``).
+
 Also the signed Event Webhook: a fault ``{"provider": "sendgrid", "target": addr,
 "error": "bounce"}`` accepts the mail (202, recorded) and then POSTs a ``bounce`` event to
 ``state.sendgrid_event_webhook_url``, signed like SendGrid's signed Event Webhook: ECDSA
@@ -136,6 +140,7 @@ async def post_events(state: SandboxState, events: list[dict[str, Any]]) -> None
 
 def setup(app: web.Application, state: SandboxState) -> None:
     async def mail_send(request: web.Request) -> web.Response:
+        state.log.count_request(PROVIDER)
         if not request.headers.get("Authorization", "").startswith("Bearer "):
             return _errors(401, "The provided authorization grant is invalid, expired, or revoked")
         if (request.content_length or 0) > MAX_REQUEST_BYTES:
@@ -148,19 +153,45 @@ def setup(app: web.Application, state: SandboxState) -> None:
         if not personalizations or len(personalizations) > MAX_PERSONALIZATIONS:
             return _errors(400, "The personalizations field must have 1 to 1000 items")
         recipients = _recipients(body)
-        if not recipients:
+        if not recipients or not all(
+            _recipients({"personalizations": [p]}) for p in personalizations
+        ):
             return _errors(400, "The to array is required for all personalization objects")
+        # A fault naming one recipient fails (or delays) the whole request, as SendGrid
+        # refuses a whole request over one bad address.
         rule = await state.delay_for_fault(PROVIDER, recipients)
         if rule is not None and rule.timeout:
             return web.Response(status=504, text="sandbox: hung request released")
         later = rule is not None and rule.status is None and rule.error in EVENT_FAULTS
         if rule is not None and rule.fails and not later:
             return render_error(rule)
-        record = state.accept(PROVIDER, recipients[0], body, dict(request.headers))
+        # One record per personalization -- one email per recipient, as SendGrid queues
+        # them -- each with that personalization only, all with the request's X-Message-Id.
+        message_id = uuid.uuid4().hex
+        headers = dict(request.headers)
+        records = [
+            state.accept(
+                PROVIDER,
+                _recipients({"personalizations": [p]})[0],
+                {**body, "personalizations": [p]},
+                headers,
+                message_id,
+            )
+            for p in personalizations
+        ]
         if later:
             assert rule is not None and rule.error is not None
-            hit = [r for r in recipients if rule.target in (None, r)]
-            state.spawn(post_events(state, bounce_events(record, hit, EVENT_FAULTS[rule.error])))
-        return web.Response(status=202, headers={"X-Message-Id": record.message_id})
+            reason = EVENT_FAULTS[rule.error]
+            events = [
+                event
+                for record in records
+                for event in bounce_events(
+                    record,
+                    [r for r in _recipients(record.payload) if rule.target in (None, r)],
+                    reason,
+                )
+            ]
+            state.spawn(post_events(state, events))
+        return web.Response(status=202, headers={"X-Message-Id": message_id})
 
     app.router.add_post("/v3/mail/send", mail_send)

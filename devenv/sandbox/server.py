@@ -129,6 +129,11 @@ class Sandbox:
     def sends_per_second(self, provider: str | None = None) -> dict[int, int]:
         return self.state.log.per_second(provider)
 
+    def requests(self, provider: str | None = None) -> int:
+        """Requests received, accepted or not, by providers that batch (SendGrid: one per
+        mail/send request, whatever its personalizations); cleared with the sends."""
+        return self.state.log.requests(provider)
+
     def inject(self, provider: str, **kwargs: object) -> FaultRule:
         rule = FaultRule.from_json({"provider": provider, **kwargs})
         self.state.faults.add(rule)

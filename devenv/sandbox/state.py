@@ -67,14 +67,19 @@ class SandboxState:
         return rule
 
     def accept(
-        self, provider: str, target: str, payload: object, headers: dict[str, str]
+        self,
+        provider: str,
+        target: str,
+        payload: object,
+        headers: dict[str, str],
+        message_id: str | None = None,
     ) -> SendRecord:
         record = SendRecord(
             provider=provider,
             target=target,
             payload=payload,
             headers=headers,
-            message_id=uuid.uuid4().hex,
+            message_id=message_id or uuid.uuid4().hex,
         )
         self.log.add(record)
         return record

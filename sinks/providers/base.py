@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -114,13 +115,34 @@ def is_expired(delivery: Delivery, now: datetime | None = None) -> bool:
     )
 
 
-def _scrub(detail: str | None, address: str) -> str | None:
-    """Provider messages sometimes quote the address back: mask it, and keep it short."""
+def scrub(detail: str | None, *addresses: str) -> str | None:
+    """Provider messages sometimes quote an address back: mask it, and keep it short.
+
+    Several addresses for an answer shared by a batch (SendGrid personalizations), which may
+    quote any of its recipients."""
     if detail is None:
         return None
-    if address:
-        detail = detail.replace(address, mask_address(address))
+    for address in addresses:
+        if address and address in detail:
+            detail = detail.replace(address, mask_address(address))
     return detail[:DETAIL_MAX_CHARS]
+
+
+async def bounded(call: Awaitable[SendResult], provider: str, timeout_s: float) -> SendResult:
+    """``call``'s result within ``timeout_s``; a timeout or anything it raises becomes a
+    TRANSIENT result (the never-raise contract)."""
+    try:
+        return await asyncio.wait_for(call, timeout=timeout_s)
+    except TimeoutError:
+        return transient("timeout", f"{provider}: no answer within {timeout_s}s")
+    except Exception as exc:  # the contract: provider trouble is a result, not a raise
+        log.warning("%s send failed unexpectedly", provider, exc_info=True)
+        return transient(f"error:{type(exc).__name__}", str(exc))
+
+
+def expired_result() -> SendResult:
+    # Sending a notification about something already over does more harm than good.
+    return permanent("expired", "expires_at passed before the send")
 
 
 class GuardedSender(ABC):
@@ -138,16 +160,9 @@ class GuardedSender(ABC):
 
     async def send(self, delivery: Delivery) -> SendResult:
         if is_expired(delivery):
-            # Sending a notification about something already over does more harm than good.
-            return permanent("expired", "expires_at passed before the send")
-        try:
-            result = await asyncio.wait_for(self._send(delivery), timeout=self.timeout_s)
-        except TimeoutError:
-            result = transient("timeout", f"{self.provider}: no answer within {self.timeout_s}s")
-        except Exception as exc:  # the contract: provider trouble is a result, not a raise
-            log.warning("%s send failed unexpectedly", self.provider, exc_info=True)
-            result = transient(f"error:{type(exc).__name__}", str(exc))
-        return replace(result, detail=_scrub(result.detail, delivery.target.address))
+            return expired_result()
+        result = await bounded(self._send(delivery), self.provider, self.timeout_s)
+        return replace(result, detail=scrub(result.detail, delivery.target.address))
 
     @abstractmethod
     async def _send(self, delivery: Delivery) -> SendResult: ...

@@ -14,6 +14,7 @@ from typing import Any, cast
 from pydantic import create_model
 
 from logic.pacing import Pacer
+from schemas.common import Channel
 from schemas.notifications import Delivery
 from sinks.providers.config import SenderSettings
 from sinks.providers.spec import ProviderSpec
@@ -66,6 +67,18 @@ def pacers(cfg: SenderSettings) -> dict[str, Pacer]:
     """One token bucket per registered provider (configured or not: a label is never missing),
     at the provider's configured rate; sinks/pacers.py moves them to the worker's share."""
     return {spec.name: Pacer(spec.pace_per_s(cfg)) for spec in cfg.specs}
+
+
+def sink_concurrency(cfg: SenderSettings, channel: Channel, default: int) -> int:
+    """Sends in flight for `channel`'s sink agents: `default` (CLARION_SINK_CONCURRENCY),
+    raised to the largest `max_in_flight` of the channel's configured providers. Raised,
+    never lowered: a small batch size must not starve a channel's unbatched sends."""
+    wanted = [
+        spec.max_in_flight(cfg)
+        for spec in cfg.specs
+        if spec.channel is channel and spec.max_in_flight is not None and spec.configured(cfg)
+    ]
+    return max([default, *wanted])
 
 
 def configured(cfg: SenderSettings) -> frozenset[str]:

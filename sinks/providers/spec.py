@@ -2,7 +2,8 @@
 
 A provider is one file (``sinks/providers/<name>.py``) plus one line in
 ``sinks/providers/registry.PROVIDER_MODULES``: its spec says which channel it serves, which
-deliveries of that channel it takes, its settings, its pace and how its sender is built. The
+deliveries of that channel it takes, its settings, its pace, how its sender is built and
+how many sends it wants in flight. The
 factory, the sinks' pacers and ``ProviderSettings`` are all derived from the registered specs.
 """
 
@@ -43,3 +44,7 @@ class ProviderSpec(Generic[S]):
     # Which deliveries of its channel it takes when the channel has several providers (push:
     # the target's platform). The channel's first registered provider is the default label.
     picks: Callable[[Delivery], bool] = every_delivery
+    # Sends its channel's sink should keep in flight per agent when more than
+    # CLARION_SINK_CONCURRENCY (a provider that batches needs a batch's worth ready at
+    # once: SendGrid's personalizations); None = the sink's setting is enough.
+    max_in_flight: Callable[[S], int] | None = None

@@ -78,6 +78,7 @@ class TwilioSettings(SenderSettings):
                 raise ValueError("Twilio needs sms_from or twilio_messaging_service_sid")
         return self
 
+
 _retry_after: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "twilio_retry_after", default=None
 )
@@ -204,8 +205,7 @@ SPEC = ProviderSpec(
     name=PROVIDER,
     channel=Channel.SMS,
     settings=TwilioSettings,
-    configured=lambda cfg: cfg.twilio_account_sid is not None
-    and cfg.twilio_auth_token is not None,
+    configured=lambda cfg: cfg.twilio_account_sid is not None and cfg.twilio_auth_token is not None,
     pace_per_s=lambda cfg: cfg.pace_twilio_per_s,
     build=_build,
 )

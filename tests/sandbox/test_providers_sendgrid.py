@@ -54,9 +54,12 @@ async def test_send_records_mail_with_custom_args_and_message_id(
     assert rec.delivery_id == "dlv-1"
     body = rec.payload
     assert body["from"] == {"email": "notifications@example.com"}
-    assert body["personalizations"][0]["to"] == [{"email": ADDRESS}]
+    [personalization] = body["personalizations"]
+    assert personalization["to"] == [{"email": ADDRESS}]
     assert body["subject"] == "Ada commented"
-    assert body["custom_args"] == {
+    # On the personalization: each recipient of a batched request has its own.
+    assert "custom_args" not in body and "substitutions" not in personalization
+    assert personalization["custom_args"] == {
         "clarion_delivery_id": "dlv-1",
         "clarion_notification_id": "ntf-1",
         "clarion_recipient_id": "usr-1",
@@ -129,7 +132,8 @@ async def test_a_backlog_behind_the_threads_does_not_time_out_mails_on_the_wire(
     sb.inject("sendgrid", latency_ms=400)
     try:
         results = await asyncio.gather(
-            *(sender.send(mail(delivery_id=f"dlv-{i}")) for i in range(12))
+            # Different mails: 12 requests, not one batch.
+            *(sender.send(mail(delivery_id=f"dlv-{i}", body=f"text {i}")) for i in range(12))
         )
     finally:
         await sender.aclose()
@@ -229,3 +233,138 @@ async def test_bounce_events_from_others_or_tampered_are_refused(
         parse_events(body, signature, timestamp, someone_else)
     with pytest.raises(ValueError):
         parse_events(body, "not base64!", timestamp, key)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def campaign(n: int, **kw: object) -> list[Delivery]:
+    """n deliveries of one marketing mail, each to its own address with its own ids."""
+    return [
+        mail(
+            f"user{i}@example.com",
+            delivery_id=f"dlv-{i}",
+            notification_id=f"ntf-{i}",
+            recipient_id=f"usr-{i}",
+            attempt=i % 3,
+            **kw,
+        )
+        for i in range(n)
+    ]
+
+
+async def test_concurrent_sends_of_one_mail_are_one_request_per_1000(
+    sb: Sandbox, sendgrid: SendGridSender
+) -> None:
+    deliveries = campaign(2500)
+    results = await asyncio.gather(*(sendgrid.send(d) for d in deliveries))
+    assert all(r.outcome is Outcome.SENT for r in results)
+    assert sb.requests("sendgrid") == 3  # ceil(2500 / 1000)
+    records = sb.sends("sendgrid")
+    # One record per personalization: every delivery exactly once, with its own args.
+    assert sorted(r.delivery_id or "" for r in records) == sorted(d.delivery_id for d in deliveries)
+    by_id = {d.delivery_id: d for d in deliveries}
+    for rec in records:
+        d = by_id[rec.delivery_id or ""]
+        [p] = rec.payload["personalizations"]
+        assert p["to"] == [{"email": d.target.address}] and rec.target == d.target.address
+        assert p["custom_args"] == {
+            "clarion_delivery_id": d.delivery_id,
+            "clarion_notification_id": d.notification_id,
+            "clarion_recipient_id": d.recipient_id,
+            "clarion_attempt": str(d.attempt),
+        }
+    # A delivery's message id is its request's X-Message-Id.
+    assert len({r.message_id for r in records}) == 3
+    assert {r.provider_message_id for r in results} == {r.message_id for r in records}
+    # And over HTTP, for benchmarks and other processes.
+    async with httpx.AsyncClient() as client:
+        got = await client.get(
+            f"{sb.base_url}/_sandbox/requests/count", params={"provider": "sendgrid"}
+        )
+    assert got.json() == {"count": 3}
+
+
+async def test_links_that_differ_go_as_substitutions_in_one_request(
+    sb: Sandbox, sendgrid: SendGridSender
+) -> None:
+    deliveries = [
+        mail(f"u{i}@example.com", delivery_id=f"dlv-{i}", url=f"https://x.example/?u={i}")
+        for i in range(5)
+    ]
+    assert all(r.sent for r in await asyncio.gather(*(sendgrid.send(d) for d in deliveries)))
+    assert sb.requests("sendgrid") == 1
+    for rec in sb.sends("sendgrid"):
+        i = (rec.delivery_id or "").removeprefix("dlv-")
+        [p] = rec.payload["personalizations"]
+        assert p["substitutions"]["-clarion_url-"] == f"https://x.example/?u={i}"
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [({"status": 429, "retry_after_s": 30}, "http_429"), ({"status": 503}, "http_503")],
+)
+async def test_a_rate_limited_or_failing_batch_is_transient_for_every_delivery(
+    sb: Sandbox, sendgrid: SendGridSender, fault: dict[str, object], reason: str
+) -> None:
+    sb.inject("sendgrid", times=1, **fault)
+    results = await asyncio.gather(*(sendgrid.send(d) for d in campaign(300)))
+    assert {(r.outcome, r.reason) for r in results} == {(Outcome.TRANSIENT, reason)}
+    assert sb.requests("sendgrid") == 1 and sb.sends() == []
+    if reason == "http_429":
+        assert all(r.retry_after_s is not None and r.retry_after_s > 25 for r in results)
+
+
+async def test_one_bad_address_fails_only_its_own_delivery(
+    sb: Sandbox, sendgrid: SendGridSender
+) -> None:
+    # SendGrid refuses a whole request over one bad address: the batch is sent again one
+    # delivery at a time, so the other 299 are not dead-lettered with it.
+    sb.inject("sendgrid", target="user42@example.com", status=400, error="Invalid email")
+    deliveries = campaign(300)
+    results = await asyncio.gather(*(sendgrid.send(d) for d in deliveries))
+    failed = [
+        (d.delivery_id, r.outcome, r.reason)
+        for d, r in zip(deliveries, results, strict=True)
+        if not r.sent
+    ]
+    assert failed == [("dlv-42", Outcome.PERMANENT, "http_400")]
+    assert sorted(r.delivery_id or "" for r in sb.sends("sendgrid")) == sorted(
+        d.delivery_id for d in deliveries if d.delivery_id != "dlv-42"
+    )
+    assert sb.requests("sendgrid") == 1 + 300  # the refused batch, then each alone
+
+
+async def test_a_bounce_in_a_batch_reports_that_recipients_own_ids(
+    sb: Sandbox, sendgrid: SendGridSender, receiver: EventReceiver
+) -> None:
+    sb.sendgrid_event_webhook_url = receiver.url
+    sb.inject("sendgrid", target="user3@example.com", error="bounce")
+    results = await asyncio.gather(*(sendgrid.send(d) for d in campaign(10)))
+    assert all(r.sent for r in results) and sb.requests("sendgrid") == 1
+    body, headers = await asyncio.wait_for(receiver.requests.get(), timeout=5)
+    [event] = parse_events(
+        body,
+        headers["X-Twilio-Email-Event-Webhook-Signature"],
+        headers["X-Twilio-Email-Event-Webhook-Timestamp"],
+        sb.sendgrid_webhook_public_key,
+    )
+    assert (event["email"], event["clarion_delivery_id"]) == ("user3@example.com", "dlv-3")
+    assert (event["clarion_recipient_id"], event["clarion_attempt"]) == ("usr-3", "0")
+    assert event["sg_message_id"].startswith(f"{results[3].provider_message_id}.")
+
+
+async def test_mails_arriving_while_one_is_on_the_wire_fill_the_next_request(
+    sb: Sandbox, sendgrid: SendGridSender
+) -> None:
+    sb.inject("sendgrid", latency_ms=200)
+    deliveries = campaign(400)
+    first = asyncio.ensure_future(sendgrid.send(deliveries[0]))
+    await asyncio.sleep(0.05)  # its request is on the wire
+    rest = []
+    for chunk in range(1, 400, 100):  # the others arrive in four waves meanwhile
+        rest += [asyncio.ensure_future(sendgrid.send(d)) for d in deliveries[chunk : chunk + 100]]
+        await asyncio.sleep(0.02)
+    results = await asyncio.gather(first, *rest)
+    assert all(r.sent for r in results)
+    assert sb.requests("sendgrid") == 2  # [the first], then the 399 that waited

@@ -51,3 +51,27 @@ def test_too_many_personalizations_is_a_400(sandbox: Sandbox) -> None:
     with pytest.raises(HTTPError) as caught:
         client.client.mail.send.post(request_body=body)
     assert caught.value.status_code == 400
+
+
+def test_each_personalization_is_recorded_and_the_request_counted_once(sandbox: Sandbox) -> None:
+    body = message().get()
+    body["personalizations"] = [
+        {"to": [{"email": f"u{i}@example.com"}], "custom_args": {"clarion_delivery_id": f"d{i}"}}
+        for i in range(3)
+    ]
+    client = sendgrid_client(sandbox.sendgrid_url)
+    response = client.client.mail.send.post(request_body=body)
+    assert response.status_code == 202
+    records = sandbox.sends("sendgrid")
+    assert [(r.target, r.delivery_id) for r in records] == [
+        (f"u{i}@example.com", f"d{i}") for i in range(3)
+    ]
+    assert {r.message_id for r in records} == {response.headers["X-Message-Id"]}
+    assert all(len(r.payload["personalizations"]) == 1 for r in records)
+    assert sandbox.requests("sendgrid") == 1
+    sandbox.inject("sendgrid", target="u1@example.com", status=400, times=1)
+    with pytest.raises(HTTPError):
+        client.client.mail.send.post(request_body=body)  # one bad address: all refused
+    assert sandbox.requests("sendgrid") == 2 and len(sandbox.sends("sendgrid")) == 3
+    sandbox.clear_sends()
+    assert sandbox.requests("sendgrid") == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +17,11 @@ from devenv.sandbox import Sandbox
 from schemas.common import Channel, Lane
 from schemas.control import RetryRequest
 from schemas.users import Preferences
+from sinks.providers import ProviderSettings
 from streams import metrics
+from streams.app import build_app
 from tests.factories import delivery_bytes
+from tests.stages.conftest import stage_settings
 from tests.stages.harness import Record, StageHarness
 from tests.stages.inputs import DELIVERY_DLQ_HEADERS, contacts
 
@@ -372,3 +376,38 @@ async def test_each_lane_has_its_own_sink(delivering: StageHarness, sb: Sandbox)
     [receipt] = receipts(delivering)
     assert (receipt["status"], receipt["lane"]) == ("sent", Lane.CRITICAL.value)
     assert delivering.ctx.tables.ledger.data.get(ledger_key_of(delivery)) is not None
+
+
+async def test_a_marketing_batch_goes_out_in_few_requests_each_delivery_on_its_own(
+    tmp_path: Path, sb: Sandbox, sandbox_providers: ProviderSettings
+) -> None:
+    """With SendGrid configured the email sink keeps 2 x its batch size in flight, whatever
+    CLARION_SINK_CONCURRENCY says (50 here: at most 50 per request otherwise), so one mail
+    to 600 recipients is a few requests; every delivery still has its own ledger row and
+    receipt."""
+    app = build_app(
+        stage_settings(tmp_path, sink_concurrency=50),
+        store="memory://",
+        providers=sandbox_providers,
+    )
+    stage = StageHarness(app)
+    sb.inject("sendgrid", latency_ms=200)
+    records = [
+        a_delivery("email", f"user{i}@example.com", lane="bulk", category="marketing")
+        for i in range(600)
+    ]
+    try:
+        async with stage.run("sink.email.bulk") as sink:
+            events = [await sink.put(raw, key=UID, wait=False) for raw, _ in records]
+            await sink.settle(events)
+    finally:
+        for sender in app.ctx.senders.values():
+            await sender.aclose()
+
+    ids = sorted(d for _, d in records)
+    assert sorted(s.delivery_id or "" for s in sb.sends("sendgrid")) == ids
+    assert sb.requests("sendgrid") <= 3  # 600 / 50 = 12 with the sink's own limit
+    sent = [r for r in receipts(stage) if r["status"] == "sent"]
+    assert sorted(r["delivery_id"] for r in sent) == ids
+    ledger = stage.ctx.tables.ledger
+    assert all(ledger.data.get(ledger_key_of(i)) for i in ids)
