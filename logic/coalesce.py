@@ -4,9 +4,12 @@
 same moment are grouped by ``key(item)`` and handed to ``batch(key, items)`` -- at most
 ``max_batch`` at a time -- which returns one result per item, in the items' order.
 
-It batches what is ready and never waits to fill a batch: a drain runs on the loop's next
-iteration after a submit (``call_soon``), so the items submitted by every task that ran in
-this iteration go together, and no timer adds latency. What makes batches big under load
+It batches what is ready and, by default, never waits to fill a batch: a drain runs on the
+loop's next iteration after a submit (``call_soon``), so the items submitted by every task
+that ran in this iteration go together, and no timer adds latency. A key may be given a
+``linger`` (seconds): its items then wait, up to that long after the oldest arrived, for a
+full batch. For work whose latency does not matter (a marketing campaign's mail), where a
+few big calls are worth far more than speed. What makes batches big under load
 is back-pressure, not lingering: at most ``max_in_flight`` batch calls run at once (and at
 most ``max_in_flight_per_key`` of one key), and whatever arrives while they run waits for
 the next one -- like a database's group commit.
@@ -37,6 +40,7 @@ K = TypeVar("K", bound=Hashable)
 class _Waiting(Generic[T, R]):
     item: T
     future: asyncio.Future[R] = field(repr=False)
+    since: float = 0.0  # loop time of the submit
 
 
 class Coalescer(Generic[T, K, R]):
@@ -48,6 +52,7 @@ class Coalescer(Generic[T, K, R]):
         max_batch: int,
         max_in_flight: int,
         max_in_flight_per_key: int | None = None,
+        linger: Callable[[K], float] | None = None,
     ) -> None:
         if max_batch < 1 or max_in_flight < 1:
             raise ValueError("max_batch and max_in_flight must be at least 1")
@@ -58,6 +63,8 @@ class Coalescer(Generic[T, K, R]):
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self.max_in_flight_per_key = max_in_flight_per_key
+        self._linger = linger
+        self._timer: asyncio.TimerHandle | None = None  # the next lingering key's deadline
         # Waiting items per key; a dict keeps the keys in order of arrival, so the key that
         # has waited longest is served first.
         self._waiting: dict[K, deque[_Waiting[T, R]]] = {}
@@ -84,7 +91,7 @@ class Coalescer(Generic[T, K, R]):
         if self._closed:
             raise RuntimeError("coalescer is closed")
         loop = asyncio.get_running_loop()
-        entry: _Waiting[T, R] = _Waiting(item, loop.create_future())
+        entry: _Waiting[T, R] = _Waiting(item, loop.create_future(), loop.time())
         key = self._key(item)
         self._waiting.setdefault(key, deque()).append(entry)
         self._schedule_drain(loop)
@@ -105,9 +112,21 @@ class Coalescer(Generic[T, K, R]):
             self._drain_scheduled = True
             loop.call_soon(self._drain)
 
+    def _lingering_until(self, key: K, queue: deque[_Waiting[T, R]], now: float) -> float | None:
+        """When a key's partial batch stops waiting for more items; None = send it now."""
+        if self._linger is None or len(queue) >= self.max_batch:
+            return None
+        until = queue[0].since + self._linger(key)
+        return until if until > now else None
+
     def _drain(self) -> None:
         """Start batch calls for what waits, oldest key first, while slots are free."""
         self._drain_scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        loop = asyncio.get_running_loop()
+        now, wake = loop.time(), None
         per_key = self.max_in_flight_per_key
         for key in list(self._waiting):
             while len(self._running) < self.max_in_flight and (
@@ -117,13 +136,19 @@ class Coalescer(Generic[T, K, R]):
                 if not queue:
                     self._waiting.pop(key, None)
                     break
+                until = self._lingering_until(key, queue, now)
+                if until is not None:
+                    wake = until if wake is None else min(wake, until)
+                    break
                 take = min(self.max_batch, len(queue))
                 entries = [queue.popleft() for _ in range(take)]
                 if not queue:
                     del self._waiting[key]
                 self._start(key, entries)
             if len(self._running) >= self.max_in_flight:
-                return
+                break
+        if wake is not None and not self._closed:
+            self._timer = loop.call_at(wake, self._drain)
 
     def _start(self, key: K, entries: list[_Waiting[T, R]]) -> None:
         self._busy[key] += 1
@@ -166,6 +191,8 @@ class Coalescer(Generic[T, K, R]):
         """Cancel running batch calls and every waiting item (their callers see a
         CancelledError); later submits raise RuntimeError."""
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         for queue in self._waiting.values():
             for e in queue:
                 e.future.cancel()

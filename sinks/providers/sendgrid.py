@@ -40,7 +40,7 @@ from python_http_client.exceptions import HTTPError
 from sendgrid.helpers.eventwebhook import EventWebhook
 
 from logic.coalesce import Coalescer
-from schemas.common import Channel
+from schemas.common import Channel, Lane
 from schemas.notifications import Delivery
 from sinks.providers.base import (
     Outcome,
@@ -88,6 +88,15 @@ class SendGridSettings(SenderSettings):
         ge=1,
         le=1000,
         description="Deliveries (personalizations) per mail/send request at most; 1 = none.",
+    )
+    sendgrid_bulk_linger_ms: float = Field(
+        default=1000.0,
+        ge=0,
+        le=10_000,
+        description=(
+            "How long bulk-lane (campaign) mail may wait for its request to fill up to the "
+            "batch size; 0 = send what is ready. Other lanes never wait."
+        ),
     )
 
 
@@ -243,7 +252,13 @@ class _Item:
 
 
 def _batch_key(item: _Item) -> Hashable:
-    return mail_key(item.delivery) if item.alone is None else ("alone", item.alone)
+    if item.alone is not None:
+        return ("alone", item.alone)
+    return (item.delivery.lane is Lane.BULK, mail_key(item.delivery))
+
+
+def _is_bulk(key: Hashable) -> bool:
+    return isinstance(key, tuple) and key[0] is True
 
 
 class SendGridSender:
@@ -267,6 +282,7 @@ class SendGridSender:
         timeout_s: float = 10.0,
         threads: int = 16,
         batch_size: int = MAX_PERSONALIZATIONS,
+        bulk_linger_s: float = 0.0,
     ) -> None:
         from sinks.providers.clients import sendgrid_client
 
@@ -292,6 +308,8 @@ class SendGridSender:
             max_batch=batch_size,
             max_in_flight=threads,
             max_in_flight_per_key=1,
+            # A campaign's mail (the bulk lane) may wait to fill its request; nothing else.
+            linger=lambda key: bulk_linger_s if _is_bulk(key) else 0.0,
         )
         self._alone = itertools.count()
 
@@ -361,6 +379,7 @@ def _build(cfg: SendGridSettings) -> SendGridSender:
         timeout_s=cfg.send_timeout_s,
         threads=cfg.sync_threads,
         batch_size=cfg.sendgrid_batch_size,
+        bulk_linger_s=cfg.sendgrid_bulk_linger_ms / 1000,
     )
 
 

@@ -79,6 +79,31 @@ async def test_nothing_waits_to_fill_a_batch() -> None:
     assert batch.calls == [("odd", [7])]
 
 
+async def test_a_lingering_key_waits_to_fill_its_batch_up_to_its_linger() -> None:
+    """A campaign key (even) waits up to 0.2 s for a full batch; the other key goes at once."""
+    batch = Recorder()
+    c: Coalescer[int, str, tuple[str, int]] = Coalescer(
+        batch, key=parity, max_batch=4, max_in_flight=4,
+        linger=lambda key: 0.2 if key == "even" else 0.0,
+    )  # fmt: skip
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    first = asyncio.ensure_future(c.submit(0))
+    odd = asyncio.ensure_future(c.submit(1))
+    assert await asyncio.wait_for(odd, timeout=0.1) == ("odd", 1)  # not held
+    await asyncio.sleep(0.05)
+    assert not first.done()  # waiting for more of its key
+    more = [asyncio.ensure_future(c.submit(i)) for i in (2, 4, 6)]  # fills the batch of 4
+    await asyncio.gather(first, *more)
+    assert loop.time() - started < 0.2  # a full batch goes without waiting out the linger
+    assert ("even", [0, 2, 4, 6]) in batch.calls
+    lone = asyncio.ensure_future(c.submit(8))
+    await asyncio.sleep(0.1)
+    assert not lone.done()
+    assert await asyncio.wait_for(lone, timeout=0.5) == ("even", 8)  # the linger ran out
+    assert batch.calls[-1] == ("even", [8])
+
+
 async def test_items_arriving_while_a_key_is_on_the_wire_go_in_its_next_batch() -> None:
     batch = Recorder(delay_s=0.05)
     c: Coalescer[int, str, tuple[str, int]] = Coalescer(
