@@ -12,6 +12,13 @@ drains them, timed from the first to the last accepted send in the sandbox's rec
 
     python -m benchmarks.delivery [--per-channel 10000]
         [--channels fcm,apns,sendgrid,twilio,webhook]
+
+`--sdk-only` runs just the ceiling and the SDK alone per channel (no broker, no worker:
+seconds, for iterating on a sender), `--repeat` times, and prints their medians and the
+ratio SDK alone / ceiling: on a noisy machine the ratio travels better than either rate.
+
+    python -m benchmarks.delivery --sdk-only --channels webhook --repeat 3 \
+        --ceiling-s 4 --ceiling-warmup 1
 """
 
 from __future__ import annotations
@@ -23,12 +30,15 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import os
 import select
 import signal
 import ssl
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -72,6 +82,9 @@ from streams.catalog import DLQ_DELIVERIES, RETRIES, all_topics, delivery_topic
 LATENCY_MS = 50
 PROVIDERS = ("fcm", "apns", "sendgrid", "twilio", "webhook")
 TWILIO_SID = "AC" + "0" * 32  # what provider_env gives the worker
+SDK_ONLY_HEADER = ("channel", "SDK alone/s", "ceiling/s", "SDK alone / ceiling",
+                   "SDK-alone CPU", "ceiling client CPU", "machine CPU", "failures",
+                   "runs (SDK alone / ceiling)")  # fmt: skip
 HEADER = ("channel", "Clarion/s", "steady/s", "SDK alone/s", "ceiling/s", "ratio",
           "lost / dup", "worker CPU", "SDK-alone CPU", "ceiling client CPU",
           "machine CPU")  # fmt: skip
@@ -533,7 +546,7 @@ async def sdk_alone(
     directly, `concurrency` sends in flight: no Kafka, no Faust, no ledger, no receipts."""
     env = provider_env(sandbox.urls, workdir / "sdk-alone")
     settings = ProviderSettings.model_validate(
-        {k.removeprefix("CLARION_").lower(): v for k, v in env.items()}
+        {k.removeprefix("CLARION_").lower(): v for k, v in env.items()} | args.settings
     )
     senders = build_senders(settings)
     try:
@@ -575,6 +588,7 @@ async def clarion_run(
     env = provider_env(sandbox.urls, workdir / "providers") | {
         "CLARION_SINK_CONCURRENCY": str(args.concurrency),
         **{f"CLARION_PACE_{p.upper()}_PER_S": "1000000" for p in PROVIDERS},
+        **{f"CLARION_{k.upper()}": v for k, v in args.settings.items()},
     }
     # (wall clock, CPU seconds of: the worker, the sandbox, the whole machine)
     samples: list[tuple[float, float | None, float | None, float | None]] = []
@@ -751,6 +765,92 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
     return Report(figures, markdown)
 
 
+# --------------------------------------------------------------------------- --sdk-only
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 3) if known else None
+
+
+async def sdk_only(args: argparse.Namespace, workdir: Path) -> Report:
+    """Per channel, `repeat` times: the ceiling, then the SDK alone; no broker, no worker."""
+    runs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    before = machine_busy()
+    await asyncio.sleep(1)
+    idle_busy = busy_cores(before, machine_busy())
+    with sandbox_process() as sandbox:
+        async with httpx.AsyncClient(timeout=30) as client:
+            control = Control(client, sandbox.control)
+            await control.slow_down_all(LATENCY_MS)
+            for run in range(args.repeat):
+                for name in args.channels:
+                    spec = SPECS[name]
+                    raw = await ceiling(spec, sandbox, control, args)
+                    sdk = await sdk_alone(spec, sandbox, control, workdir / name, args)
+                    log.info(
+                        "run %d, %s: SDK alone %s/s, ceiling %s/s",
+                        run + 1, spec.label, sdk["sends_per_s"], raw["sends_per_s"],
+                    )  # fmt: skip
+                    runs.setdefault(name, []).append((sdk, raw))
+    rows, channels = [], {}
+    for name, pairs in runs.items():
+        sdk_rates = [s["sends_per_s"] for s, _ in pairs]
+        raw_rates = [r["sends_per_s"] for _, r in pairs]
+        # The median of the per-run ratios: each run's two loops saw the same machine load.
+        ratios = [ratio(s["sends_per_s"], r["sends_per_s"]) for s, r in pairs]
+        median = {
+            "sdk_alone_per_s": _median(sdk_rates),
+            "ceiling_per_s": _median(raw_rates),
+            "ratio": _median(ratios),
+            "sdk_alone_cpu": _median([s["client_cpu"] for s, _ in pairs]),
+            "ceiling_cpu": _median([r["client_cpu"] for _, r in pairs]),
+        }
+        channels[name] = {"median": median, "runs": [{"sdk_alone": s, "ceiling": r}
+                                                     for s, r in pairs]}  # fmt: skip
+        rows.append((
+            SPECS[name].label, median["sdk_alone_per_s"], median["ceiling_per_s"],
+            median["ratio"], median["sdk_alone_cpu"], median["ceiling_cpu"],
+            " / ".join(f"{s['machine_cpu']}, {r['machine_cpu']}" for s, r in pairs),
+            sum(s["failed"] for s, _ in pairs), " ; ".join(
+                f"{s} / {r}" for s, r in zip(sdk_rates, raw_rates, strict=True)),
+        ))  # fmt: skip
+    markdown = "\n\n".join([
+        "# Delivery, SDK alone vs ceiling (--sdk-only)",
+        f"Medians of {args.repeat} run(s); {LATENCY_MS} ms latency, {args.concurrency} in "
+        f"flight, {args.ceiling_s} s after a {args.ceiling_warmup} s warm-up. Machine load "
+        f"before the start: {idle_busy} cores. Settings: {args.settings or 'defaults'}.",
+        markdown_table(SDK_ONLY_HEADER, rows),
+    ])  # fmt: skip
+    figures = {
+        "benchmark": "delivery --sdk-only",
+        "latency_ms": LATENCY_MS,
+        "concurrency": args.concurrency,
+        "repeat": args.repeat,
+        "settings": args.settings,
+        "busy_cores_before_start": idle_busy,
+        "channels": channels,
+    }
+    return Report(figures, markdown)
+
+
+def run_sdk_only(args: argparse.Namespace) -> int:
+    """`--sdk-only`: no broker, so none of run_benchmark's setup; the table on stdout."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s"
+    )
+    # As the worker does (sinks/deliver.py): per-request INFO lines would be measured too.
+    for noisy in ("httpx", "httpcore", "twilio", "hpack", "h2", "aioapns", "google"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="clarion-bench-sdk-only-") as tmp:
+        report = asyncio.run(asyncio.wait_for(sdk_only(args, Path(tmp)), args.timeout))
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "delivery-sdk-only.md").write_text(report.markdown.rstrip() + "\n")
+    print(report.markdown, flush=True)
+    print(json.dumps(report.figures), flush=True)
+    return 0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.delivery",
@@ -775,6 +875,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--stall", type=float, default=30.0, help="give up on a channel after this long idle"
     )
     parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a provider setting for the SDK alone and the worker, e.g. "
+        "webhook_max_connections=50 (CLARION_WEBHOOK_MAX_CONNECTIONS); repeatable",
+    )
+    parser.add_argument(
+        "--sdk-only",
+        action="store_true",
+        help="only the ceiling and the SDK alone per channel: no broker, no worker",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="--sdk-only: runs per channel (medians shown)"
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -786,14 +902,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [c for c in args.channels if c not in SPECS]
     if unknown or not args.channels:
         parser.error(f"unknown channels {unknown}; use some of {','.join(PROVIDERS)}")
+    pairs = [item.partition("=") for item in args.setting]
+    if any(not sep or not name for name, sep, _ in pairs):
+        parser.error("--setting takes NAME=VALUE")
+    args.settings = {name.strip().lower(): value for name, _, value in pairs}
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.timeout is None:
         per = 60 + 2 * (args.ceiling_warmup + args.ceiling_s) + args.per_channel / 60
+        if args.sdk_only:
+            per = args.repeat * (30 + 2 * (args.ceiling_warmup + args.ceiling_s))
         args.timeout = 60 + len(args.channels) * per
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.sdk_only:
+        return run_sdk_only(args)
     return run_benchmark("delivery", lambda b, w: benchmark(args, b, w), args.timeout)
 
 

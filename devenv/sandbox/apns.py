@@ -208,7 +208,12 @@ class _H2Session:
         headers = self.headers.pop(stream_id)
         body = bytes(self.bodies.pop(stream_id))
         apns_id = headers.get("apns-id") or str(uuid.uuid4()).upper()
-        status, extra, reply_body = await self._process(headers, body)
+        # This session is one client connection: the load meter tells them apart by it.
+        self.state.load.enter(PROVIDER, self)
+        try:
+            status, extra, reply_body = await self._process(headers, body)
+        finally:
+            self.state.load.exit(PROVIDER)
         response = [(":status", str(status)), ("apns-id", apns_id), *extra.items()]
         with contextlib.suppress(ProtocolError):  # stream reset meanwhile
             self.conn.send_headers(stream_id, response, end_stream=not reply_body)

@@ -84,6 +84,13 @@ def setup(app: web.Application, state: SandboxState) -> None:
         state.faults.clear(request.query.get("provider"))
         return web.Response(status=204)
 
+    async def get_load(request: web.Request) -> web.Response:
+        return web.json_response(state.load.snapshot())
+
+    async def delete_load(request: web.Request) -> web.Response:
+        state.load.reset()
+        return web.Response(status=204)
+
     async def get_config(request: web.Request) -> web.Response:
         return web.json_response(config(state))
 
@@ -107,6 +114,8 @@ def setup(app: web.Application, state: SandboxState) -> None:
     app.router.add_get("/_sandbox/sends/per-second", sends_per_second)
     app.router.add_delete("/_sandbox/sends", delete_sends)
     app.router.add_get("/_sandbox/requests/count", count_requests)
+    app.router.add_get("/_sandbox/load", get_load)
+    app.router.add_delete("/_sandbox/load", delete_load)
     app.router.add_get("/_sandbox/faults", get_faults)
     app.router.add_post("/_sandbox/faults", post_faults)
     app.router.add_delete("/_sandbox/faults", delete_faults)

@@ -14,9 +14,10 @@ import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from devenv.sandbox import control, fcm, sendgrid, twilio, webhook
 from devenv.sandbox.apns import APNsServer, CertificateAuthority
@@ -27,6 +28,26 @@ from devenv.sandbox.state import SandboxState
 PROVIDERS = (sendgrid, twilio, fcm, webhook)
 # Above SendGrid's 30 MB limit, so the sandbox can answer that limit as SendGrid does.
 MAX_REQUEST_BYTES = sendgrid.MAX_REQUEST_BYTES + 2 * 1024 * 1024
+
+
+def _metered(state: SandboxState, sends: dict[str, str]) -> Any:
+    """Counts each provider send in ``state.load`` while it is answered (``sends``: route
+    -> provider; other routes, the control API and the token endpoint, are not counted)."""
+
+    @web.middleware
+    async def metered(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        provider = sends.get(route.canonical) if route is not None else None
+        if provider is None:
+            return await handler(request)
+        # One transport per client connection: what tells connections apart.
+        state.load.enter(provider, request.transport)
+        try:
+            return await handler(request)
+        finally:
+            state.load.exit(provider)
+
+    return metered
 
 
 class Sandbox:
@@ -145,6 +166,14 @@ class Sandbox:
     def clear_sends(self) -> None:
         self.state.log.clear()
 
+    def load(self) -> dict[str, dict[str, int]]:
+        """Per provider: requests in flight, the most at once, requests and client
+        connections since the last ``reset_load`` (see ``devenv.sandbox.load``)."""
+        return self.state.load.snapshot()
+
+    def reset_load(self) -> None:
+        self.state.load.reset()
+
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         if self._thread is not None:
@@ -175,9 +204,18 @@ class Sandbox:
 
     async def _serve(self) -> None:
         self.state.stopping = asyncio.Event()
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        # Each provider's send routes, for the load meter (see `_metered`).
+        sends: dict[str, str] = {}
+        app = web.Application(
+            client_max_size=MAX_REQUEST_BYTES, middlewares=[_metered(self.state, sends)]
+        )
         for provider in (*PROVIDERS, control):
+            before = set(app.router.routes())
             provider.setup(app, self.state)
+            if provider is not control:
+                for route in set(app.router.routes()) - before:
+                    if route.resource is not None and route.resource.canonical != fcm.TOKEN_PATH:
+                        sends[route.resource.canonical] = provider.PROVIDER
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self._requested_port)

@@ -14,6 +14,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from devenv.sandbox.faults import FaultRule, FaultTable
+from devenv.sandbox.load import LoadMeter
 from devenv.sandbox.record import SendLog, SendRecord
 
 # Renders a provider-specific error answer for a failing rule.
@@ -24,6 +25,7 @@ ErrorRenderer = Callable[[FaultRule], web.Response]
 class SandboxState:
     log: SendLog = field(default_factory=SendLog)
     faults: FaultTable = field(default_factory=FaultTable)
+    load: LoadMeter = field(default_factory=LoadMeter)
     # Created on the server's loop; set at shutdown so hanging requests end promptly.
     stopping: asyncio.Event | None = None
     # Where SendGrid Event Webhook batches go (None = nowhere), and the key that signs them.

@@ -8,8 +8,17 @@ stores the notification for an offline device and delivers it later (its default
 delivery without an expiry is one we want to arrive eventually.
 
 aioapns has no request timeout and binds the running loop in its constructor: the client is
-created on the first send, and every send is bounded by ``GuardedSender``'s ``wait_for``.
+created on the first send, and every send is bounded by ``GuardedSender``'s timeout.
 aioapns does not expose response headers, so no ``retry_after_s`` for APNs 429s.
+
+Connections: Apple asks for several HTTP/2 connections for volume, each carrying many
+concurrent streams. The client spreads its requests over up to ``apns_connections``
+connections, opening the next one while the least busy is in use
+(``clients._spreading_pool``), and the sender lets at most ``apns_connections`` x
+``apns_streams_per_connection`` sends be in flight; the rest wait for a slot, off their
+send timeout's clock, instead of polling aioapns' pool every 10 ms when all its streams
+are taken. APNs advertises how many streams it allows per connection (the sandbox 100);
+``apns_streams_per_connection`` should not exceed it.
 """
 
 from __future__ import annotations
@@ -53,6 +62,21 @@ class ApnsSettings(SenderSettings):
     )
     apns_ca_file: Path | None = Field(
         default=None, description="Extra CA (PEM) to trust for APNs, besides the system CAs."
+    )
+    apns_connections: int = Field(
+        default=4,
+        ge=1,
+        le=100,
+        description="HTTP/2 connections to APNs per worker; requests are spread over them.",
+    )
+    apns_streams_per_connection: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description=(
+            "Concurrent streams per APNs connection; sends in flight are at most "
+            "apns_connections x this, more wait for a slot, off the send timeout."
+        ),
     )
     pace_apns_per_s: float = Field(
         default=5_000.0,
@@ -140,8 +164,11 @@ class ApnsSender(GuardedSender):
         apns_url: str | None = None,
         ca_file: Path | None = None,
         timeout_s: float = 10.0,
+        connections: int = 4,
+        streams_per_connection: int = 100,
     ) -> None:
-        super().__init__(timeout_s)
+        # What the connections carry at once: more would wait inside aioapns, polling.
+        super().__init__(timeout_s, max_in_flight=connections * streams_per_connection)
         self._key = key_file.read_text()  # read now: a missing key fails at startup
         self._options: dict[str, Any] = {
             "key_id": key_id,
@@ -150,6 +177,7 @@ class ApnsSender(GuardedSender):
             "use_sandbox": use_sandbox,
             "apns_url": apns_url,
             "ca_file": ca_file,
+            "max_connections": connections,
         }
         self._client: Any = None
 
@@ -201,6 +229,8 @@ def _build(cfg: ApnsSettings) -> ApnsSender:
         apns_url=cfg.apns_url,
         ca_file=cfg.apns_ca_file,
         timeout_s=cfg.send_timeout_s,
+        connections=cfg.apns_connections,
+        streams_per_connection=cfg.apns_streams_per_connection,
     )
 
 

@@ -132,7 +132,10 @@ async def bounded(call: Awaitable[SendResult], provider: str, timeout_s: float) 
     """``call``'s result within ``timeout_s``; a timeout or anything it raises becomes a
     TRANSIENT result (the never-raise contract)."""
     try:
-        return await asyncio.wait_for(call, timeout=timeout_s)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for wraps every send in a task of its
+        # own, a cost paid thousands of times a second.
+        async with asyncio.timeout(timeout_s):
+            return await call
     except TimeoutError:
         return transient("timeout", f"{provider}: no answer within {timeout_s}s")
     except Exception as exc:  # the contract: provider trouble is a result, not a raise
@@ -146,19 +149,40 @@ def expired_result() -> SendResult:
 
 
 class GuardedSender(ABC):
-    """Base for the provider senders: timeout, expiry and the never-raise guarantee.
+    """Base for the provider senders: timeout, expiry, in-flight bound, never-raise guarantee.
 
     Subclasses implement ``_send`` and classify what they know; anything they let escape
     becomes TRANSIENT ``error:<ExceptionClass>``, and a send that outlives ``timeout_s``
     becomes TRANSIENT ``timeout``.
+
+    ``max_in_flight``: at most that many sends run ``_send`` at once; the others wait for a
+    slot here, in a plain FIFO semaphore, before their clock starts. Senders set it to what
+    their HTTP client runs without queueing inside it (HTTP/1.1: its connections; HTTP/2:
+    connections x streams each): an HTTP client's own queue costs far more per waiting
+    request (httpcore rescans every queued request against every connection on each
+    request and response, encode/httpcore#1035), and a request waiting there is already on
+    its send timeout's clock, so a backlog would time out sends that never left.
     """
 
     provider: str = "unknown"
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, max_in_flight: int | None = None) -> None:
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self.timeout_s = timeout_s
+        self.max_in_flight = max_in_flight
+        self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight is not None else None
 
     async def send(self, delivery: Delivery) -> SendResult:
+        if self._slots is None or is_expired(delivery):
+            return await self._guarded(delivery)
+        # The wait for a slot is outside `_guarded`'s timeout: the timeout bounds the
+        # request, not the queue in front of it.
+        async with self._slots:
+            return await self._guarded(delivery)
+
+    async def _guarded(self, delivery: Delivery) -> SendResult:
+        # (Again) once a slot is free: a delivery may expire while it waits for one.
         if is_expired(delivery):
             return expired_result()
         result = await bounded(self._send(delivery), self.provider, self.timeout_s)

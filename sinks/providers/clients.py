@@ -15,16 +15,21 @@ by changing only the URL, so every request still goes through the SDK's own code
   protocol class overrides ``APNS_SERVER``/``APNS_PORT`` (and survives late answers to
   requests that timed out; see ``_apns_protocol``).
 
-SDK imports are local so importing this module stays cheap.
+SDK imports are local so importing this module stays cheap (httpx is Clarion's own
+dependency, and ``PooledTransport`` is one of its transports).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+import httpx
 
 GOOGLE_FCM_URL = "https://fcm.googleapis.com"
 
@@ -121,6 +126,116 @@ def fcm_app(
     return app
 
 
+def fcm_pool(app: firebase_admin.App, transport: httpx.AsyncBaseTransport) -> None:
+    """Send ``app``'s async FCM requests (firebase-admin's httpx client) through
+    ``transport`` (a ``PooledTransport``).
+
+    firebase-admin's ``HttpxAsyncClient`` takes no pool limits: each of its two transports
+    (``HttpxRetryTransport``, for http:// and https://) wraps an ``httpx.AsyncHTTPTransport``
+    built with httpx's defaults, 100 connections of which 20 are kept alive -- and httpcore
+    1.0 closes an idle connection whenever the pool holds more than that in all, so under
+    load nearly every request opened a new one. The wrapped transport is what the retry
+    transport dispatches to (it reads the attribute on every request): replaced by ours,
+    everything above it (auth flow, retry policy, headers, HTTP/2) stays the SDK's.
+    """
+    from firebase_admin import messaging
+
+    service = messaging._get_messaging_service(app)
+    for retry_transport in service._async_client._mounts.values():
+        retry_transport._wrapped_transport = transport
+
+
+def split_evenly(total: int, most: int) -> list[int]:
+    """``total`` split into as few parts of at most ``most`` as possible, as even as can be:
+    ``split_evenly(100, 16)`` is seven parts, two of 15 and five of 14."""
+    if total < 1 or most < 1:
+        raise ValueError(f"need total >= 1 and most >= 1, got {total}, {most}")
+    parts = -(-total // most)
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+class PooledTransport(httpx.AsyncBaseTransport):
+    """An httpx transport made of several small connection pools: each request goes to the
+    pool with the most room, and holds its place there until its response is closed.
+
+    httpcore's pool costs grow with its size: on each request and each response it scans
+    every connection (and, for each idle one, every connection again, asking the socket
+    whether it is readable). With the sink's hundreds of sends in flight one pool of 100
+    connections sent fewer webhooks a second than one of 16, and 25 pools of 4 several
+    times more (benchmarks/RESULTS.md). Every connection is kept alive: httpcore 1.0
+    closes an idle one whenever the pool holds more than ``max_keepalive_connections``
+    *in all*, idle or not.
+
+    Requests in flight must stay within ``connections`` (the sender's ``max_in_flight``), so
+    a request always finds room and never queues inside a pool. HTTP/2 (ALPN, https only;
+    httpx does not try h2c over plain http) makes each pool one connection per origin
+    carrying up to ``pool_size`` streams. The pools share one TLS context.
+    """
+
+    def __init__(self, connections: int, pool_size: int, *, http2: bool = True) -> None:
+        tls = httpx.create_ssl_context()  # built once: each costs ~0.1 s (the CA bundle)
+        sizes = split_evenly(connections, pool_size)
+        self._pools = [
+            httpx.AsyncHTTPTransport(
+                verify=tls,
+                http2=http2,
+                retries=0,
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            )
+            for size in sizes
+        ]
+        self._room = sizes
+
+    @property
+    def pools(self) -> int:
+        return len(self._pools)
+
+    def room(self) -> list[int]:
+        """Free places per pool (for tests)."""
+        return list(self._room)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        room = self._room
+        i = max(range(len(room)), key=room.__getitem__)
+        room[i] -= 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                room[i] += 1
+
+        try:
+            response = await self._pools[i].handle_async_request(request)
+        except BaseException:
+            release()
+            raise
+        # The connection stays taken until the body is read and the response closed.
+        response.stream = _ReleasingStream(response.stream, release)
+        return response
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+
+class _ReleasingStream(httpx.AsyncByteStream):
+    def __init__(self, stream: Any, release: Callable[[], None]) -> None:
+        self._stream = stream
+        self._release = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            self._release()
+
+
 def _loopback_only_credentials(service_account: dict[str, Any]) -> Any:
     from firebase_admin import credentials
     from google.oauth2 import service_account as google_service_account
@@ -153,28 +268,88 @@ def apns_client(
     use_sandbox: bool = False,
     apns_url: str | None = None,
     ca_file: str | Path | None = None,
-    max_connections: int = 10,
+    max_connections: int = 4,
     max_connection_attempts: int = 3,
 ) -> APNs:
-    """An aioapns client (token auth), optionally sending to ``apns_url`` instead of Apple.
+    """An aioapns client (token auth), optionally sending to ``apns_url`` instead of Apple,
+    that spreads its requests over up to ``max_connections`` HTTP/2 connections.
 
     Must be called with a running loop (aioapns grabs it in its constructor).
     """
     from aioapns import APNs
+    from aioapns.connection import APNsKeyConnectionPool
 
-    client = APNs(
-        key=key,
-        key_id=key_id,
-        team_id=team_id,
-        topic=topic,
-        use_sandbox=use_sandbox,
-        ssl_context=apns_ssl_context(ca_file),
-        max_connections=max_connections,
-        max_connection_attempts=max_connection_attempts,
-    )
+    options: dict[str, Any] = {
+        "key": key,
+        "key_id": key_id,
+        "team_id": team_id,
+        "topic": topic,
+        "use_sandbox": use_sandbox,
+        "ssl_context": apns_ssl_context(ca_file),
+        "max_connections": max_connections,
+        "max_connection_attempts": max_connection_attempts,
+    }
+    client = APNs(**options)
+    # `pool` is the client's public attribute, and all it sends through: replaced by one
+    # built with the same arguments that spreads the load (see _spreading_pool).
+    pool = _spreading_pool(APNsKeyConnectionPool)(**options)
     # The pool reads protocol_class (an instance attribute) for every new connection.
-    client.pool.protocol_class = _apns_protocol(client.pool.protocol_class, apns_url)
+    pool.protocol_class = _apns_protocol(pool.protocol_class, apns_url)
+    client.pool = pool
     return client
+
+
+def _streams_in_use(connection: Any) -> int:
+    channels = connection.free_channels  # aioapns' bounded semaphore of the stream ids
+    return int(channels.bound - channels._value)
+
+
+def _spreading_pool(base: type[Any]) -> type[Any]:
+    """aioapns' pool, but spreading requests over its connections.
+
+    aioapns hands every request to its first connection with a free stream, opening the next
+    one only when all are full: at the sink's concurrency one connection carried nearly all
+    the traffic, and when every stream was taken each waiting request polled every 10 ms.
+    Apple asks for several connections for volume. Here a request takes the connection with
+    the fewest streams in use, and while that one is not idle and fewer than
+    ``max_connections`` are open (and nobody is opening one already) a new connection is
+    opened for it; if that fails, an open connection with room serves it. The sender keeps
+    the requests in flight within connections x streams, so the polling stays a fallback
+    for a server that allows fewer streams than configured.
+    """
+    from aioapns.exceptions import ConnectionError as APNsConnectionError
+
+    class SpreadingPool(base):  # type: ignore[misc,valid-type]
+        async def acquire(self) -> Any:
+            while True:
+                least = min(
+                    (c for c in self.connections if not c.is_busy),
+                    key=_streams_in_use,
+                    default=None,
+                )
+                can_open = len(self.connections) < self.max_connections
+                if least is not None and (
+                    _streams_in_use(least) == 0 or not can_open or self._lock.locked()
+                ):
+                    return least
+                if not can_open:
+                    # Every stream of every connection is in use: wait as aioapns does.
+                    await asyncio.sleep(0.01)
+                    continue
+                async with self._lock:
+                    if len(self.connections) >= self.max_connections:
+                        continue  # opened by others meanwhile: choose again
+                    try:
+                        connection = await self.create_connection()
+                    except Exception as exc:
+                        if least is not None and not least.is_busy:
+                            return least
+                        # What aioapns raises here: its pool retries after a second.
+                        raise APNsConnectionError() from exc
+                    self.connections.append(connection)
+                    return connection
+
+    return SpreadingPool
 
 
 def _apns_protocol(base: type[Any], apns_url: str | None) -> type[Any]:

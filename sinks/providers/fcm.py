@@ -8,6 +8,17 @@ Token refresh: the SDK's httpx auth flow refreshes OAuth tokens synchronously, w
 block the event loop (and it refreshes and resends on every 401); the sender refreshes in a
 thread before the token goes stale, and after a 401 before the next send, and the flow's
 own 401 refresh is switched off.
+
+Concurrency: at most ``fcm_max_connections`` sends in flight (``GuardedSender``'s
+``max_in_flight``); the rest wait for a slot off their send timeout's clock, so nothing
+queues inside httpx, whose pool costs grow with connections x queued requests
+(encode/httpcore#1035). The SDK's httpx client speaks HTTP/2 (``http2=True``, checked in
+firebase-admin 7.7), so against Google each client multiplexes its sends on one connection;
+over plain http (the sandbox) it is HTTP/1.1, a connection per send in flight. Beneath
+the SDK's client (its auth flow and retry transport unchanged) the connections are pools of
+``fcm_pool_size`` (``clients.PooledTransport``, all kept alive): httpcore scans every
+connection of a pool on each request and response, so small pools cost far less per send
+than one big one (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -55,6 +66,22 @@ class FcmSettings(SenderSettings):
             "What push target addresses for FCM are: registration tokens ('token', deprecated "
             "in firebase-admin 7.7 but what apps register today) or installation ids ('fid')."
         ),
+    )
+    fcm_max_connections: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description=(
+            "Most FCM sends in flight per worker (HTTP/1.1: as many connections; HTTP/2: "
+            "streams); more wait for a slot, off the send timeout."
+        ),
+    )
+    fcm_pool_size: int = Field(
+        default=4,
+        ge=1,
+        le=10_000,
+        description="Connections per httpx client: the sends in flight are spread over "
+        "ceil(fcm_max_connections / fcm_pool_size) clients, each an HTTP/2 connection to FCM.",
     )
     pace_fcm_per_s: float = Field(
         default=10_000.0,
@@ -152,12 +179,14 @@ class FcmSender(GuardedSender):
         base_url: str = GOOGLE_FCM_URL,
         timeout_s: float = 10.0,
         address_kind: str = "token",
+        max_connections: int = 100,
+        pool_size: int = 4,
     ) -> None:
         import firebase_admin
 
-        from sinks.providers.clients import fcm_app
+        from sinks.providers.clients import PooledTransport, fcm_app, fcm_pool
 
-        super().__init__(timeout_s)
+        super().__init__(timeout_s, max_in_flight=max_connections)
         self.address_kind = address_kind
         self.app: firebase_admin.App = fcm_app(
             credentials,
@@ -166,6 +195,8 @@ class FcmSender(GuardedSender):
             timeout_s=timeout_s,
             async_retry=single_attempt_retry(),
         )
+        # HTTP/2 as the SDK has it (http2=True in its HttpxAsyncClient and retry transport).
+        fcm_pool(self.app, PooledTransport(max_connections, pool_size, http2=True))
         self._service = messaging._get_messaging_service(self.app)
         self._credential = self.app.credential.get_credential()
         # The SDK's auth flow answers a 401 by refreshing synchronously (blocking the loop)
@@ -206,7 +237,7 @@ class FcmSender(GuardedSender):
     async def aclose(self) -> None:
         import firebase_admin
 
-        await self._service._async_client.aclose()
+        await self._service._async_client.aclose()  # and with it the PooledTransport
         with contextlib.suppress(ValueError):  # already deleted
             firebase_admin.delete_app(self.app)
 
@@ -218,6 +249,8 @@ def _build(cfg: FcmSettings) -> FcmSender:
         base_url=cfg.fcm_url,
         timeout_s=cfg.send_timeout_s,
         address_kind=cfg.fcm_address_kind,
+        max_connections=cfg.fcm_max_connections,
+        pool_size=cfg.fcm_pool_size,
     )
 
 

@@ -6,6 +6,13 @@ same task, so concurrent sends cannot see each other's value.
 
 SMS has no title: the text is "title: body" plus the URL. The status callback URL gets
 ``?delivery_id=<id>`` so delivery receipts map back to the Clarion delivery.
+
+Concurrency: the SDK's aiohttp session gets a connector of ``twilio_max_connections``
+connections (aiohttp's default is 100), and the sender lets at most that many sends be in
+flight; the rest wait for a slot, off their send timeout's clock, not in aiohttp's queue
+for a connection. The async client against the synchronous one on as many threads, SDK
+alone against the sandbox (benchmarks/RESULTS.md): the async one sent more per second at
+less CPU, so it stays.
 """
 
 from __future__ import annotations
@@ -54,6 +61,15 @@ class TwilioSettings(SenderSettings):
     twilio_status_callback_url: str | None = Field(
         default=None,
         description="Status callback URL; '?delivery_id=<id>' is appended for each message.",
+    )
+    twilio_max_connections: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description=(
+            "Connections of the Twilio HTTP client, and the most SMS sends in flight per "
+            "worker: more wait for a free one, off the send timeout."
+        ),
     )
     pace_twilio_per_s: float = Field(
         default=100.0,
@@ -135,8 +151,11 @@ class TwilioSender(GuardedSender):
         status_callback_url: str | None = None,
         base_url: str = "https://api.twilio.com",
         timeout_s: float = 10.0,
+        max_connections: int = 100,
     ) -> None:
-        super().__init__(timeout_s)
+        # No more sends in flight than connections: none waits in aiohttp's connector.
+        super().__init__(timeout_s, max_in_flight=max_connections)
+        self.max_connections = max_connections
         if not (sms_from or messaging_service_sid):
             raise ValueError("Twilio needs sms_from or messaging_service_sid")
         self._credentials = (account_sid, auth_token)
@@ -152,7 +171,12 @@ class TwilioSender(GuardedSender):
         if self._client is None:
             from sinks.providers.clients import twilio_client
 
-            self._http = _HeaderKeepingClient(timeout=self.timeout_s)
+            # Without a session of its own (pool_connections=False) ...
+            self._http = _HeaderKeepingClient(pool_connections=False, timeout=self.timeout_s)
+            # ... it gets ours: the SDK's would have aiohttp's default connector.
+            self._http.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_connections)
+            )
             self._client = twilio_client(self.base_url, *self._credentials, http_client=self._http)
         return self._client
 
@@ -198,6 +222,7 @@ def _build(cfg: TwilioSettings) -> TwilioSender:
         status_callback_url=cfg.twilio_status_callback_url,
         base_url=cfg.twilio_url,
         timeout_s=cfg.send_timeout_s,
+        max_connections=cfg.twilio_max_connections,
     )
 
 

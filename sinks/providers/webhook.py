@@ -3,6 +3,23 @@
 Signature (Stripe style): ``Clarion-Signature: t=<unix s>,v1=<hex HMAC-SHA256>`` over
 ``f"{t}.".encode() + body``. Consumers verify with ``verify`` (or its equivalent), which
 also rejects stale timestamps, so a captured request cannot be replayed later.
+
+One ``httpx.AsyncClient`` for all targets, HTTP/2 where the target offers it (ALPN over
+https; plain http stays HTTP/1.1, as httpx does not try h2c), at most
+``webhook_max_connections`` sends in flight (``GuardedSender``'s ``max_in_flight``): the
+rest wait for a slot in front of the client, off their send timeout's clock, so nothing
+queues inside httpx's pool, whose cost grows with connections x queued requests
+(encode/httpcore#1035). Its transport (``clients.PooledTransport``) holds those
+connections in pools of ``webhook_pool_size``: httpcore scans a whole pool on every request
+and response, so one pool of 100 cost more per send than small ones. Every connection is
+kept alive: httpcore 1.0 closes an idle connection whenever the pool holds more than
+``max_keepalive_connections`` connections *in all*, idle or not, so with the old 100/20
+nearly every send opened a new TCP connection (the sandbox counted 896 connections for 896
+sends).
+
+Order per target is the sink's business (``sinks/deliver.ORDERED``: a target's next
+delivery starts only after the previous one finished); the slots are first come, first
+served and never reorder what the sink hands over.
 """
 
 from __future__ import annotations
@@ -26,6 +43,7 @@ from sinks.providers.base import (
     sent,
     transient,
 )
+from sinks.providers.clients import PooledTransport
 from sinks.providers.config import SenderSettings
 from sinks.providers.spec import ProviderSpec
 
@@ -49,10 +67,20 @@ class WebhookSettings(SenderSettings):
         ),
     )
     webhook_max_connections: int = Field(
-        default=100, ge=1, description="Connection pool size of the webhook HTTP client."
+        default=100,
+        ge=1,
+        le=10_000,
+        description=(
+            "Connections of the webhook HTTP client (all kept alive), and the most webhook "
+            "sends in flight per worker: more wait for a free one, off the send timeout."
+        ),
     )
-    webhook_max_keepalive: int = Field(
-        default=20, ge=0, description="Idle keep-alive connections the webhook client keeps."
+    webhook_pool_size: int = Field(
+        default=4,
+        ge=1,
+        le=10_000,
+        description="Connections per httpx pool: the webhook connections are split into "
+        "ceil(webhook_max_connections / webhook_pool_size) pools.",
     )
     pace_webhook_per_s: float = Field(
         default=1_000.0,
@@ -130,15 +158,16 @@ class WebhookSender(GuardedSender):
         secret: str,
         timeout_s: float = 10.0,
         max_connections: int = 100,
-        max_keepalive: int = 20,
+        pool_size: int = 4,
     ) -> None:
-        super().__init__(timeout_s)
+        # No more sends in flight than connections: none ever waits inside httpx's pool.
+        super().__init__(timeout_s, max_in_flight=max_connections)
         self._secret = secret.encode()
         self._client = httpx.AsyncClient(
             timeout=timeout_s,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_keepalive
-            ),
+            # HTTP/2 where the target offers it; pools of `pool_size` connections, all kept
+            # alive (see the module docstring).
+            transport=PooledTransport(max_connections, pool_size, http2=True),
             # A redirect is the consumer's misconfiguration; following it would send the
             # signed body somewhere nobody verified.
             follow_redirects=False,
@@ -176,7 +205,7 @@ def _build(cfg: WebhookSettings) -> WebhookSender:
         secret=cfg.webhook_secret.get_secret_value(),
         timeout_s=cfg.send_timeout_s,
         max_connections=cfg.webhook_max_connections,
-        max_keepalive=cfg.webhook_max_keepalive,
+        pool_size=cfg.webhook_pool_size,
     )
 
 

@@ -45,10 +45,12 @@ def cfg(shared_env: dict[str, str]) -> ProviderSettings:
 
 @pytest.fixture
 def sb(shared_sandbox: Sandbox) -> Iterator[Sandbox]:
-    """The module's sandbox, with no faults, sends or event webhook left from other tests."""
+    """The module's sandbox, with no faults, sends, load figures or event webhook left from
+    other tests."""
     secret = shared_sandbox.webhook_secret
     shared_sandbox.clear_faults()
     shared_sandbox.clear_sends()
+    shared_sandbox.reset_load()
     shared_sandbox.sendgrid_event_webhook_url = None
     yield shared_sandbox
     shared_sandbox.webhook_secret = secret

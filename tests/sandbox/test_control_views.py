@@ -48,3 +48,26 @@ def test_sends_per_second(sandbox: Sandbox) -> None:
     answered = httpx.get(control, params={"provider": "webhook"}).json()["per_second"]
     assert {int(k): v for k, v in answered.items()} == counts
     assert httpx.get(control, params={"provider": "fcm"}).json() == {"per_second": {}}
+
+
+def test_load_view_counts_sends_per_provider_and_connection(sandbox: Sandbox) -> None:
+    load = f"{sandbox.base_url}/_sandbox/load"
+    assert httpx.get(load).json() == {}
+    # Two sends on one kept-alive connection, one on another; control requests not counted.
+    with httpx.Client() as client:
+        body = b"{}"
+        assert sandbox.webhook_secret is not None
+        for name in ("a", "b"):
+            ts = int(time.time())
+            headers = {"Clarion-Signature": sign(sandbox.webhook_secret, ts, body)}
+            client.post(sandbox.webhook_url(name), content=body, headers=headers)
+    assert post_webhook(sandbox, "c", "d3").status_code == 200
+    httpx.get(f"{sandbox.base_url}/_sandbox/sends/count")
+    assert httpx.get(load).json() == {
+        "webhook": {"in_flight": 0, "peak_in_flight": 1, "requests": 3, "connections": 2}
+    }
+    assert sandbox.load() == httpx.get(load).json()
+    assert httpx.delete(load).status_code == 204
+    assert sandbox.load() == {
+        "webhook": {"in_flight": 0, "peak_in_flight": 0, "requests": 0, "connections": 0}
+    }
