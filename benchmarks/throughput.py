@@ -164,6 +164,7 @@ async def faust_passthrough(
         "FAUST_HOP_APP_ID": f"faust-hop-{tag}",
         "FAUST_HOP_DATA": str(workdir / "faust-hop"),
     }
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
     log_path = OUT_DIR / "throughput.faust_hop.log"
     with log_path.open("wb") as log_file:
         proc = await asyncio.create_subprocess_exec(
