@@ -6,13 +6,12 @@ queues them in Faust's producer buffer, calls the table's sensors and TTL hooks,
 publishes the record from a service task: about 250 µs of CPU per write on this machine
 (docs/architecture.md, "Hops"). Here the same two things happen directly: the row goes to
 the current event's partition of the store, and the record to the same partition of the
-changelog topic through the producer's `send` (the record sits in aiokafka's accumulator).
+changelog topic through the producer's `send` (the record sits in aiokafka's accumulator),
+and once the broker has it the store records its offset, as Faust's own writes do.
 
 The guarantee is Faust's own: an offset commit first flushes the producer (Faust's
 `Consumer._commit_offsets`), so a source offset is never committed before the changelog
-records its processing wrote. Recovery replays the changelog into the store; rows written
-here do not move the store's persisted offset, so a restart on the same disk replays a few
-more records (each sets what the store already has).
+records its processing wrote.
 
 Order: the records of a partition must reach the changelog in the order the rows were
 written, or a restore ends with an older value than the store had. The producer's `send`
@@ -27,6 +26,7 @@ one). The tables written here are `seen-events` (agents/ingest.py) and `digests`
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from faust.streams import current_event
@@ -70,6 +70,17 @@ async def _write_in_order(table: Any, key: Any, value: Any | None) -> None:
     )
     faust_internals.store_set(table, key, raw_key, raw_value)
     # Not awaited for the broker: the commit's producer flush covers it.
-    await table.app.producer.send(
+    sent = await table.app.producer.send(
         table.changelog_topic.get_topic_name(), raw_key, raw_value, partition, None, None
     )
+    sent.add_done_callback(functools.partial(_persisted, table))
+
+
+def _persisted(table: Any, sent: asyncio.Future[Any]) -> None:
+    """Once the broker has the record, the store remembers its offset (as Faust's own
+    writes do): a recovery on this disk then reads the changelog from there, not from the
+    start."""
+    if sent.cancelled() or sent.exception() is not None:
+        return
+    metadata = sent.result()
+    table.data.set_persisted_offset(metadata.topic_partition, metadata.offset)

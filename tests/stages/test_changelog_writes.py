@@ -86,3 +86,21 @@ async def test_writes_reach_the_changelog_in_the_order_they_were_made(
 async def test_a_write_outside_a_record_is_refused(stage: StageHarness) -> None:
     with pytest.raises(RuntimeError, match="while processing a record"):
         await changelog.put(stage.ctx.tables.seen_events, b"k", SeenEvent(1, 1.0))
+
+
+async def test_the_store_remembers_the_offset_the_broker_gave_the_record(
+    stage: StageHarness, event_of_partition_2: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As Faust's own writes do: a recovery on this disk then starts there, not at the
+    changelog's beginning."""
+    table = stage.ctx.tables.seen_events
+    persisted: list[tuple[int, int]] = []
+
+    def remember(tp: Any, offset: int) -> None:
+        persisted.append((tp.partition, offset))
+
+    monkeypatch.setattr(table.data, "set_persisted_offset", remember)
+    await changelog.put(table, b"a", SeenEvent(1, 1.0))
+    await changelog.put(table, b"b", SeenEvent(2, 2.0))
+    await asyncio.sleep(0)  # the send futures' callbacks
+    assert persisted == [(2, 0), (2, 1)]
