@@ -57,6 +57,7 @@ import httpx
 
 from benchmarks.common import (
     OUT_DIR,
+    Clarion,
     Report,
     clarion_worker,
     cpu_seconds,
@@ -565,6 +566,63 @@ async def sdk_alone(
 # --------------------------------------------------------------------------- Clarion
 
 
+async def wait_for_sends(
+    control: Control,
+    provider: str,
+    expected: int,
+    stall_s: float,
+    clarion: Clarion,
+    label: str,
+    *,
+    sample: Callable[[], None] | None = None,
+    progress: Callable[[], Awaitable[str]] | None = None,
+) -> None:
+    """Poll the sandbox until it has `expected` sends of `provider`, or none came for
+    `stall_s` (then log the worker's tail). `sample` runs at every poll; `progress` adds to
+    the progress line logged every 5 s."""
+    count, changed, last_log = -1, time.monotonic(), 0.0
+    while True:
+        now_count = await control.count(provider)
+        if sample is not None:
+            sample()
+        if now_count != count:
+            count, changed = now_count, time.monotonic()
+        if count >= expected:
+            return
+        if time.monotonic() - changed > stall_s:
+            log.warning(
+                "%s: no new sends for %.0f s (%d/%d); worker log tail:\n%s",
+                label,
+                stall_s,
+                count,
+                expected,
+                clarion.worker.log_tail(),
+            )
+            return
+        if time.monotonic() - last_log > 5:
+            last_log = time.monotonic()
+            extra = f", {await progress()}" if progress is not None else ""
+            log.info("%s: %d/%d sent%s", label, count, expected, extra)
+        await asyncio.sleep(0.25)
+
+
+def send_outcomes(
+    sends: list[dict[str, Any]], expected: set[str]
+) -> tuple[dict[str, Any], list[float]]:
+    """From the sandbox's record: delivered, lost, twice, not ours; and the sorted receive
+    times of our sends."""
+    counts = Counter(s["delivery_id"] for s in sends)
+    stamps = sorted(s["received_at"] for s in sends if s["delivery_id"] in expected)
+    figures = {
+        "deliveries": len(expected),
+        "accepted": len(stamps),
+        "lost": len(expected - set(counts)),
+        "duplicates": sum(n - 1 for d, n in counts.items() if d in expected),
+        "unexpected": sum(n for d, n in counts.items() if d not in expected),
+    }
+    return figures, stamps
+
+
 async def clarion_run(
     spec: Spec,
     tag: str,
@@ -601,47 +659,25 @@ async def clarion_run(
         app_id=f"clarion-bench-{tag}",
         extra_env=env,
     ) as clarion:
-        count, changed, last_log = -1, time.monotonic(), 0.0
-        while True:
-            now_count = await control.count(spec.provider)
+
+        def sample() -> None:
             machine = machine_busy()
             samples.append((
                 time.time(), clarion.cpu_seconds(), sandbox.cpu_seconds(),
                 machine[0] if machine is not None else None,
             ))  # fmt: skip
-            if now_count != count:
-                count, changed = now_count, time.monotonic()
-            if count >= len(expected):
-                break
-            if time.monotonic() - changed > args.stall:
-                log.warning(
-                    "%s: no new sends for %.0f s (%d/%d); worker log tail:\n%s",
-                    spec.label,
-                    args.stall,
-                    count,
-                    len(expected),
-                    clarion.worker.log_tail(),
-                )
-                break
-            if time.monotonic() - last_log > 5:
-                last_log = time.monotonic()
-                log.info("%s: %d/%d sent", spec.label, count, len(expected))
-            await asyncio.sleep(0.25)
+
+        await wait_for_sends(
+            control, spec.provider, len(expected), args.stall, clarion, spec.label, sample=sample
+        )
         # Anything still in flight (a resend) shows up as a duplicate by now.
         await asyncio.sleep(args.settle)
         sends = await control.sends(spec.provider)
         async with offsets_reader(bootstrap) as reader:
             retried = await record_count(reader, [prefix + RETRIES])
             dead = await record_count(reader, [prefix + DLQ_DELIVERIES])
-    counts = Counter(s["delivery_id"] for s in sends)
-    ours = [s for s in sends if s["delivery_id"] in expected]
-    stamps = sorted(s["received_at"] for s in ours)
-    figures: dict[str, Any] = {
-        "deliveries": len(expected),
-        "accepted": len(ours),
-        "lost": len(expected - set(counts)),
-        "duplicates": sum(n - 1 for d, n in counts.items() if d in expected),
-        "unexpected": sum(n for d, n in counts.items() if d not in expected),
+    figures, stamps = send_outcomes(sends, expected)
+    figures |= {
         "retried": retried,
         "dead_lettered": dead,
         "produce_per_s": round(len(records) / produce_s, 1),

@@ -28,7 +28,6 @@ import asyncio
 import math
 import sys
 import time
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,14 @@ from benchmarks.common import (
     run_tag,
     send_all,
 )
-from benchmarks.delivery import Control, busy_cores, machine_busy, sandbox_process
+from benchmarks.delivery import (
+    Control,
+    busy_cores,
+    machine_busy,
+    sandbox_process,
+    send_outcomes,
+    wait_for_sends,
+)
 from devenv.sandbox.env import provider_env
 from logic.ids import delivery_id
 from schemas.common import Category, Channel, Lane
@@ -197,28 +203,13 @@ async def clarion_run(
         app_id=f"clarion-bench-{tag}",
         extra_env=env,
     ) as clarion:
-        count, changed, last_log = -1, time.monotonic(), 0.0
-        while True:
-            now_count = await control.count("sendgrid")
-            if now_count != count:
-                count, changed = now_count, time.monotonic()
-            if count >= len(expected):
-                break
-            if time.monotonic() - changed > args.stall:
-                log.warning(
-                    "no new sends for %.0f s (%d/%d); worker log tail:\n%s",
-                    args.stall,
-                    count,
-                    len(expected),
-                    clarion.worker.log_tail(),
-                )
-                break
-            if time.monotonic() - last_log > 5:
-                last_log = time.monotonic()
-                log.info(
-                    "%d/%d sent, %d requests", count, len(expected), await requests_count(control)
-                )
-            await asyncio.sleep(0.25)
+
+        async def progress() -> str:
+            return f"{await requests_count(control)} requests"
+
+        await wait_for_sends(
+            control, "sendgrid", len(expected), args.stall, clarion, "email", progress=progress
+        )
         # Anything still in flight (a resend) shows up as a duplicate by now.
         await asyncio.sleep(args.settle)
         requests = await requests_count(control)
@@ -227,14 +218,8 @@ async def clarion_run(
             retried = await record_count(reader, [prefix + RETRIES])
             dead = await record_count(reader, [prefix + DLQ_DELIVERIES])
         worker_cpu = clarion.cpu_seconds()
-    counts = Counter(s["delivery_id"] for s in sends)
-    stamps = sorted(s["received_at"] for s in sends if s["delivery_id"] in expected)
-    figures: dict[str, Any] = {
-        "deliveries": len(expected),
-        "accepted": len(stamps),
-        "lost": len(expected - set(counts)),
-        "duplicates": sum(n - 1 for d, n in counts.items() if d in expected),
-        "unexpected": sum(n for d, n in counts.items() if d not in expected),
+    figures, stamps = send_outcomes(sends, expected)
+    figures |= {
         "requests": requests,
         "personalizations_per_request": round(len(stamps) / requests, 1) if requests else None,
         "retried": retried,
