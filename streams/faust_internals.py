@@ -68,7 +68,6 @@ STORE_STATE = (
     # changelog machinery (that module sends the changelog record itself).
     Private(*_STORE, "_set"),
     Private(*_STORE, "_del"),
-    Private("faust.stores.base", "SerializedStore", "_decode_value"),
 )
 
 
@@ -182,18 +181,15 @@ def store_set(table: Any, key: Any, raw_key: bytes, raw_value: bytes | None) -> 
     elif raw_value is None:
         store.pop(key, None)
     else:
-        store[key] = decode_value(table, raw_value)
-
-
-def decode_value(table: Any, raw: bytes) -> Any:
-    return table.app.serializers.loads_value(
-        table.value_type, raw, serializer=table.value_serializer
-    )
+        store[key] = decode_store_value(table, raw_value)
 
 
 def decode_store_value(table: Any, raw: bytes) -> Any:
-    """A serialized value read from `store_db`, decoded by the table's own serializer."""
-    return table.data._decode_value(raw)
+    """A serialized value read from `store_db` (or a changelog record), decoded by the
+    table's own serializer, as its store does (Faust's public serializer registry)."""
+    return table.app.serializers.loads_value(
+        table.value_type, raw, serializer=table.value_serializer
+    )
 
 
 # Faust's own, kept for the test that checks our replacement still fits its signature.
