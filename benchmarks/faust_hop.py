@@ -1,7 +1,8 @@
 """The Faust ceiling: a bare Faust app whose one agent copies every record of one topic to
-another, bytes in and bytes out, with Clarion's producer settings (5 ms linger, the same
-batch size) and nothing else. The throughput benchmark runs it beside Clarion on the same
-broker, so "Clarion ÷ bare Faust" says how many Faust hops' worth of work an event costs.
+another, bytes in and bytes out, with Clarion's producer settings (5 ms linger unless
+FAUST_HOP_LINGER_MS says otherwise, the same batch size) and nothing else. The throughput
+and latency benchmarks run it beside Clarion on the same broker, so "Clarion ÷ bare Faust"
+says how many Faust hops' worth of work (or waiting) an event costs.
 
 Run as a worker by the benchmark (not by hand):
 
@@ -24,7 +25,7 @@ app = faust.App(
     web_enabled=False,
     topic_allow_declare=False,
     topic_disable_leader=True,
-    producer_linger=0.005,
+    producer_linger=float(os.environ.get("FAUST_HOP_LINGER_MS", "5")) / 1000.0,
     producer_max_batch_size=256 * 1024,
     consumer_auto_offset_reset="earliest",
 )

@@ -3,7 +3,14 @@ in-app SSE client, p50/p90/p99/max, first with no other traffic and then under s
 background load (the social/bulk mix to other users). Side by side, in the same phases on
 the same broker: raw Kafka produce→consume latency of as many messages at the same pacing.
 
+Two topologies (docs/architecture.md, "Lanes"):
+  single  one worker serving every lane (default)
+  split   one worker with CLARION_LANES=critical, which serves the SSE client, and one
+          serving high,social,bulk, each its own consumer group; the background load goes
+          to the second. This is how the critical lane is meant to be deployed.
+
     python -m benchmarks.latency [--critical 200] [--rate 10] [--background-rate 300]
+                                 [--topology single|split]
 """
 
 from __future__ import annotations
@@ -12,7 +19,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -24,6 +34,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.common import (
+    OUT_DIR,
     TOKEN_SECRET,
     Clarion,
     LatencyStats,
@@ -43,6 +54,7 @@ from benchmarks.common import (
     run_benchmark,
     run_tag,
     seed_profiles,
+    wait_profiles_applied,
 )
 from devenv.traffic import EVENT_MIX, make_event, user_ids
 from logic.ids import notification_id
@@ -91,10 +103,12 @@ class Receiver:
 
 
 class SseClient(Receiver):
-    """The VIP's in-app client."""
+    """The VIP's in-app client. Also keeps each item's `created_at` (stamped by ingest when
+    it picked the event up), which splits the latency into its two halves."""
 
     def __init__(self, base_url: str, token: str) -> None:
         super().__init__()
+        self.created: dict[str, float] = {}
         self.url = f"{base_url}/inapp/stream"
         self.headers = {"Authorization": f"Bearer {token}"}
         self.connected = asyncio.Event()
@@ -108,7 +122,10 @@ class SseClient(Receiver):
             async for line in response.aiter_lines():
                 if line.startswith("data: "):
                     arrived = time.time()  # before parsing: JSON decoding is ours, not Clarion's
-                    self.arrived(json.loads(line[6:])["notification_id"], arrived)
+                    item = json.loads(line[6:])
+                    created = datetime.fromisoformat(item["created_at"]).timestamp()
+                    self.created[item["notification_id"]] = created
+                    self.arrived(item["notification_id"], arrived)
                 elif line.startswith(": connected"):
                     self.connected.set()
 
@@ -170,6 +187,48 @@ async def sse_client(clarion: Clarion) -> AsyncIterator[SseClient]:
         yield client
 
 
+@contextlib.asynccontextmanager
+async def faust_hop(
+    bootstrap: str, src: str, dst: str, workdir: Path, linger_ms: float
+) -> AsyncIterator[RawReceiver]:
+    """The bare Faust hop (benchmarks/faust_hop.py: one agent copying bytes) from `src` to
+    `dst` in its own process, and a plain consumer on `dst`; ready once a warm-up record
+    has come through."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "FAUST_HOP_SRC": src,
+        "FAUST_HOP_DST": dst,
+        "FAUST_HOP_APP_ID": f"faust-hop-{run_tag()}",
+        "FAUST_HOP_DATA": str(workdir / "faust-hop"),
+        "FAUST_HOP_LINGER_MS": str(linger_ms),
+    }
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = OUT_DIR / "latency.faust_hop.log"
+    with log_path.open("wb") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.faust_hop", "worker", "-l", "info",
+            env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            async with raw_receiver(bootstrap, dst) as receiver, kafka_producer(bootstrap) as p:
+                deadline = time.monotonic() + 60
+                while "warm-up" not in receiver.received:
+                    if time.monotonic() > deadline or proc.returncode is not None:
+                        raise RuntimeError(f"the bare Faust hop never copied a record: {log_path}")
+                    await p.send_and_wait(src, b"warm-up")
+                    await receiver.wait_for(["warm-up"], 2.0)
+                yield receiver
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
 # --------------------------------------------------------------------------- senders
 
 
@@ -206,8 +265,11 @@ async def probe(
     count: int,
     rate: float,
     rng: random.Random,
+    faust_topic: str | None = None,
+    faust_sent: dict[str, float] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Send `count` critical events to the VIP and as many raw messages, `rate` a second.
+    """Send `count` critical events to the VIP and as many raw messages, `rate` a second
+    (and as many to the bare Faust hop's input, when given, noting them in `faust_sent`).
     Returns the send times by notification id and by raw message id."""
     clarion_sent: dict[str, float] = {}
     raw_sent: dict[str, float] = {}
@@ -222,6 +284,10 @@ async def probe(
         raw_id = f"{phase}-{i}"
         raw_sent[raw_id] = time.time()
         await producer.send(raw_topic, raw_id.encode(), key=VIP.encode())
+        if faust_topic is not None and faust_sent is not None:
+            hop_id = f"{phase}-faust-{i}"
+            faust_sent[hop_id] = time.time()
+            await producer.send(faust_topic, hop_id.encode(), key=VIP.encode())
     return clarion_sent, raw_sent
 
 
@@ -229,6 +295,18 @@ def latencies(sent: dict[str, float], received: dict[str, float]) -> LatencyStat
     stats = LatencyStats(expected=len(sent))
     stats.samples_ms = [(received[k] - t) * 1000 for k, t in sent.items() if k in received]
     return stats
+
+
+def hops(sent: dict[str, float], sse: SseClient) -> dict[str, Any]:
+    """The two halves of each arrived probe's latency: produce → ingest picks it up
+    (Kafka, the worker's fetch loop and its agent queue), and ingest → the SSE client
+    (route, the delivery topic, the in-app sink). Same host, same clock."""
+    arrived = [k for k in sent if k in sse.received and k in sse.created]
+    to_ingest = LatencyStats(expected=len(arrived))
+    to_ingest.samples_ms = [(sse.created[k] - sent[k]) * 1000 for k in arrived]
+    to_client = LatencyStats(expected=len(arrived))
+    to_client.samples_ms = [(sse.received[k] - sse.created[k]) * 1000 for k in arrived]
+    return {"produce_to_ingest": to_ingest.summary(), "ingest_to_client": to_client.summary()}
 
 
 # --------------------------------------------------------------------------- phases
@@ -239,16 +317,20 @@ async def run_phase(
     bg_rate: float,
     args: argparse.Namespace,
     clarion: Clarion,
+    main: Clarion,
     raw_topic: str,
     sse: SseClient,
     raw: RawReceiver,
     users: list[str],
     rng: random.Random,
+    hop: RawReceiver,
+    hop_topic: str,
 ) -> dict[str, Any]:
     # Ingest routes in place, so the background's ingress topics' lag is what is not yet
-    # routed; its lanes' topics carry only what another group routes (none here).
-    bg_ingress = sorted({clarion.topic(INGRESS_FOR_TYPE[kind]) for kind, _ in BACKGROUND_MIX})
-    bg_lanes = [clarion.topic(lane_topic(Lane.SOCIAL)), clarion.topic(lane_topic(Lane.BULK))]
+    # routed; its lanes' topics carry only what another group routes (none here). `main` is
+    # the worker that serves the background (the same as `clarion` in the single topology).
+    bg_ingress = sorted({main.topic(INGRESS_FOR_TYPE[kind]) for kind, _ in BACKGROUND_MIX})
+    bg_lanes = [main.topic(lane_topic(Lane.SOCIAL)), main.topic(lane_topic(Lane.BULK))]
     sent = [0]
     async with (
         kafka_producer(clarion.bootstrap, linger_ms=5) as bg_producer,
@@ -262,30 +344,38 @@ async def run_phase(
                 running(background(bg_producer, clarion.prefix, users, bg_rate, rng, sent))
             )
             await asyncio.sleep(args.warmup)  # let the worker reach its steady state first
-        bg_before = sent[0] - await group_lag(admin, reader, clarion.app_id, bg_ingress)
-        sent_before, cpu_before, t0 = sent[0], clarion.cpu_seconds(), time.monotonic()
+        bg_before = sent[0] - await group_lag(admin, reader, main.app_id, bg_ingress)
+        sent_before, t0 = sent[0], time.monotonic()
+        cpu_before, main_cpu_before = clarion.cpu_seconds(), main.cpu_seconds()
+        hop_sent: dict[str, float] = {}
         clarion_sent, raw_sent = await probe(
-            probe_producer, clarion, raw_topic, name, args.critical, args.rate, rng
-        )
+            probe_producer, clarion, raw_topic, name, args.critical, args.rate, rng,
+            faust_topic=hop_topic, faust_sent=hop_sent,
+        )  # fmt: skip
         probing_s = time.monotonic() - t0
-        cpu_after = clarion.cpu_seconds()
+        cpu_after, main_cpu_after = clarion.cpu_seconds(), main.cpu_seconds()
         # Background produced vs. what the worker has routed (its group's committed offsets
         # on the ingress topics, so up to Faust's 2.8 s commit interval behind): a gap much
         # larger than that means the worker cannot keep up, and the "steady" load is really
         # a growing backlog.
         bg_sent = sent[0] - sent_before
-        ingest_backlog = await group_lag(admin, reader, clarion.app_id, bg_ingress)
+        ingest_backlog = await group_lag(admin, reader, main.app_id, bg_ingress)
         bg_done = sent[0] - ingest_backlog - bg_before
-        route_backlog = await group_lag(admin, reader, clarion.app_id, bg_lanes)
+        route_backlog = await group_lag(admin, reader, main.app_id, bg_lanes)
         await sse.wait_for(clarion_sent, GRACE_S)
         await raw.wait_for(raw_sent, 1.0)
+        await hop.wait_for(hop_sent, 1.0)
     result: dict[str, Any] = {
         "background_rate": bg_rate,
         "clarion": latencies(clarion_sent, sse.received).summary(),
+        "clarion_hops": hops(clarion_sent, sse),
         "raw": latencies(raw_sent, raw.received).summary(),
+        "faust_hop": latencies(hop_sent, hop.received).summary(),
     }
     result["ratio_p50"] = ratio(result["clarion"]["p50_ms"], result["raw"]["p50_ms"])
     result["ratio_p99"] = ratio(result["clarion"]["p99_ms"], result["raw"]["p99_ms"])
+    result["faust_ratio_p50"] = ratio(result["clarion"]["p50_ms"], result["faust_hop"]["p50_ms"])
+    result["faust_ratio_p99"] = ratio(result["clarion"]["p99_ms"], result["faust_hop"]["p99_ms"])
     if bg_rate > 0:
         result["background_sent_per_s"] = round(bg_sent / probing_s, 1)
         result["background_ingested_per_s"] = round(bg_done / probing_s, 1)
@@ -299,14 +389,26 @@ async def run_phase(
         )
     if cpu_before is not None and cpu_after is not None:
         result["worker_cpu_utilisation"] = round((cpu_after - cpu_before) / probing_s, 2)
+    if main is not clarion and main_cpu_before is not None and main_cpu_after is not None:
+        result["main_worker_cpu_utilisation"] = round(
+            (main_cpu_after - main_cpu_before) / probing_s, 2
+        )
+    halves = result["clarion_hops"]
     log.info(
-        "%s: clarion p50 %s ms p99 %s ms (%d missing); raw p50 %s ms p99 %s ms",
+        "%s: clarion p50 %s ms p99 %s ms (%d missing; to ingest p50 %s p99 %s, ingest to "
+        "client p50 %s p99 %s); raw p50 %s ms p99 %s ms; bare Faust hop p50 %s ms p99 %s ms",
         name,
         result["clarion"]["p50_ms"],
         result["clarion"]["p99_ms"],
         result["clarion"]["missing"],
+        halves["produce_to_ingest"]["p50_ms"],
+        halves["produce_to_ingest"]["p99_ms"],
+        halves["ingest_to_client"]["p50_ms"],
+        halves["ingest_to_client"]["p99_ms"],
         result["raw"]["p50_ms"],
         result["raw"]["p99_ms"],
+        result["faust_hop"]["p50_ms"],
+        result["faust_hop"]["p99_ms"],
     )
     return result
 
@@ -316,33 +418,64 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
     users = user_ids(args.users)
     raw_prefix = f"b{run_tag()}."
     raw_topic = raw_prefix + "lat.raw"
+    hop_in, hop_out = raw_prefix + "lat.faust.in", raw_prefix + "lat.faust.out"
     await ensure_topics(
         bootstrap,
-        [TopicSpec("lat.raw")],
+        [TopicSpec("lat.raw"), TopicSpec("lat.faust.in"), TopicSpec("lat.faust.out")],
         prefix=raw_prefix,
         partitions=args.partitions,
         replication_factor=1,
     )
     phases: dict[str, dict[str, Any]] = {}
-    async with clarion_worker(bootstrap, workdir, args.partitions, "latency") as clarion:
-        await seed_profiles(clarion, make_profiles([VIP, *users], rng), timeout_s=30)
-        async with sse_client(clarion) as sse, raw_receiver(bootstrap, raw_topic) as raw:
+    async with contextlib.AsyncExitStack() as stack:
+        if args.topology == "split":
+            # Each worker its own app id (consumer group, tables) and work dir, same topics.
+            tag = run_tag()
+            prefix = f"b{tag}."
+            (workdir / "critical").mkdir()
+            (workdir / "main").mkdir()
+            clarion = await stack.enter_async_context(clarion_worker(
+                bootstrap, workdir / "critical", args.partitions, "latency-split-critical",
+                lanes=Lane.CRITICAL.value, prefix=prefix, app_id=f"clarion-bench-{tag}-critical",
+            ))  # fmt: skip
+            main = await stack.enter_async_context(clarion_worker(
+                bootstrap, workdir / "main", args.partitions, "latency-split-main",
+                lanes="high,social,bulk", prefix=prefix, app_id=f"clarion-bench-{tag}-main",
+            ))  # fmt: skip
+        else:
+            clarion = main = await stack.enter_async_context(
+                clarion_worker(bootstrap, workdir, args.partitions, "latency")
+            )
+        profiles = make_profiles([VIP, *users], rng)
+        await seed_profiles(clarion, profiles, timeout_s=30)
+        if main is not clarion:  # one seeding, applied by each worker to its own tables
+            await wait_profiles_applied(main, len(profiles), timeout_s=30)
+        # The bare Faust hop lingers as long as the Clarion worker's producer does.
+        linger_ms = float(os.environ.get("CLARION_PRODUCER_LINGER_MS", "5"))
+        async with (
+            sse_client(clarion) as sse,
+            raw_receiver(bootstrap, raw_topic) as raw,
+            faust_hop(bootstrap, hop_in, hop_out, workdir, linger_ms) as hop,
+        ):
             for name, bg_rate in (("idle", 0.0), ("loaded", args.background_rate)):
                 log.info(
-                    "phase %s: %d critical events at %g/s, background %g events/s",
+                    "phase %s (%s): %d critical events at %g/s, background %g events/s",
                     name,
+                    args.topology,
                     args.critical,
                     args.rate,
                     bg_rate,
                 )
                 phases[name] = await run_phase(
-                    name, bg_rate, args, clarion, raw_topic, sse, raw, users, rng
-                )
+                    name, bg_rate, args, clarion, main, raw_topic, sse, raw, users, rng,
+                    hop, hop_in,
+                )  # fmt: skip
         async with offsets_reader(bootstrap) as reader:
             receipts = await record_count(reader, [clarion.topic(RECEIPTS)])
 
     figures: dict[str, Any] = {
         "benchmark": "latency",
+        "topology": args.topology,
         "critical": args.critical,
         "rate_per_s": args.rate,
         "background_rate": args.background_rate,
@@ -354,11 +487,19 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
     return Report(figures, _markdown(args, phases))
 
 
+_TOPOLOGY = {
+    "single": "one worker serving every lane",
+    "split": "split topology (a CLARION_LANES=critical worker serving the SSE client, and a "
+    "high,social,bulk worker taking the background, each its own consumer group)",
+}
+
+
 def _markdown(args: argparse.Namespace, phases: dict[str, dict[str, Any]]) -> str:
     rows = []
     for name, phase in phases.items():
-        for side in ("clarion", "raw"):
-            s = phase[side]
+        sides = [(side, phase[side]) for side in ("clarion", "faust_hop", "raw")]
+        sides[1:1] = [(f"clarion: {half}", s) for half, s in phase["clarion_hops"].items()]
+        for side, s in sides:
             rows.append(
                 (
                     name,
@@ -376,7 +517,10 @@ def _markdown(args: argparse.Namespace, phases: dict[str, dict[str, Any]]) -> st
             name,
             p["ratio_p50"],
             p["ratio_p99"],
+            p["faust_ratio_p50"],
+            p["faust_ratio_p99"],
             p.get("worker_cpu_utilisation", "-"),
+            p.get("main_worker_cpu_utilisation", "-"),
             p.get("background_ingested_per_s", "-"),
             p.get("background_ingest_backlog_at_end", "-"),
             p.get("background_route_backlog_at_end", "-"),
@@ -389,11 +533,16 @@ def _markdown(args: argparse.Namespace, phases: dict[str, dict[str, Any]]) -> st
         f"{args.critical} critical events (payment / security alert) to one user at "
         f"{args.rate:g}/s per phase; background load {args.background_rate:g} events/s of the "
         f"social/bulk mix to {args.users} other users in the loaded phase; {args.partitions} "
-        "partitions, one worker, one local broker. Raw: the same count and pacing, "
-        "produced to a plain topic and read by an assigned consumer.",
+        f"partitions, {_TOPOLOGY[args.topology]}, one local broker. Raw: the same count and "
+        "pacing, produced to a plain topic and read by an assigned consumer. Bare Faust hop: "
+        "the same again through benchmarks/faust_hop.py (one agent copying bytes, the "
+        "worker's producer linger) and read by an assigned consumer. The critical path is two "
+        "Faust consumes (ingest, the in-app sink) and one produce between them. Clarion's two "
+        "halves split at `created_at`, stamped when ingest picks the event up.",
         markdown_table(("phase", "path", "n", "missing", "p50 ms", "p90 ms", "p99 ms", "max ms"),
                        rows),
-        markdown_table(("phase", "p50 ratio", "p99 ratio", "worker CPU",
+        markdown_table(("phase", "p50 ÷ raw", "p99 ÷ raw", "p50 ÷ bare Faust hop",
+                        "p99 ÷ bare Faust hop", "worker CPU", "main worker CPU",
                         "background ingested/s", "ingest backlog at end",
                         "route backlog at end", "worker kept up"), ratios),
         "Latency is time.time() just before the produce call to time.time() when the SSE "
@@ -427,6 +576,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds of background load before the loaded phase's probes",
     )
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--topology", choices=["single", "split"], default="single")
     parser.add_argument(
         "--timeout",
         type=float,
