@@ -20,11 +20,14 @@ from schemas.control import EscalationStep
 from schemas.notifications import Delivery, Notification, ReceiptStatus
 from schemas.users import ContactPoints, Preferences
 from streams import metrics, receipts
+from streams.in_place import IN_PLACE_HEADER
 from tables import keys, presence
 from tables.rows import BucketRow
 
 if TYPE_CHECKING:
     from streams.context import StageContext
+
+IN_PLACE_HEADERS = [(IN_PLACE_HEADER, b"1")]
 
 
 def profile(
@@ -125,7 +128,12 @@ async def emit(
             )
         else:
             topic = topics.deliveries[(delivery.channel, n.lane)]
-            futures.append(await topic.send(key=key, value=delivery))
+            in_place = ctx.in_place.get(delivery.channel, n.lane)
+            if in_place is None:
+                futures.append(await topic.send(key=key, value=delivery))
+            else:  # delivered here; the record is the log of it (streams/in_place.py)
+                futures.append(await in_place(delivery))
+                futures.append(await topic.send(key=key, value=delivery, headers=IN_PLACE_HEADERS))
             metrics.delivery_planned(delivery)
     if p.receipt is not None:  # counted as a dropped notification by receipts.send
         futures.append(await receipts.send(ctx, p.receipt))

@@ -62,6 +62,7 @@ from logic.tokens import issue_token
 from schemas.common import Lane
 from streams.admin import ensure_topics
 from streams.catalog import INGRESS_FOR_TYPE, RECEIPTS, TopicSpec, lane_topic
+from streams.settings import Settings
 
 VIP = "vip"
 CRITICAL_KINDS = ("payment", "security_alert")
@@ -450,8 +451,9 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
         await seed_profiles(clarion, profiles, timeout_s=30)
         if main is not clarion:  # one seeding, applied by each worker to its own tables
             await wait_profiles_applied(main, len(profiles), timeout_s=30)
-        # The bare Faust hop lingers as long as the Clarion worker's producer does.
-        linger_ms = float(os.environ.get("CLARION_PRODUCER_LINGER_MS", "5"))
+        # The bare Faust hop lingers as long as the worker that serves the probes does.
+        probe_lanes = Lane.CRITICAL.value if args.topology == "split" else "all"
+        linger_ms = Settings(lanes=probe_lanes).producer_linger_s * 1000
         async with (
             sse_client(clarion) as sse,
             raw_receiver(bootstrap, raw_topic) as raw,

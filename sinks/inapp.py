@@ -4,14 +4,17 @@ nothing) and push it to the user's live SSE connections on this worker."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import faust
 
 from logic.inbox import append_item, contains, next_seq
-from schemas.common import Channel
+from schemas.common import Channel, Lane
 from schemas.notifications import Delivery, InboxItem, ReceiptStatus
 from streams import metrics, receipts
+from streams.in_place import delivered_in_place
 from tables import keys, presence
 
 if TYPE_CHECKING:
@@ -35,29 +38,39 @@ def to_inbox_item(delivery: Delivery, seq: int) -> InboxItem:
     )
 
 
+async def deliver(ctx: SinkContext, delivery: Delivery) -> Awaitable[Any]:
+    """Store the delivery in its recipient's inbox and push it to their live connections
+    (this worker's SSE streams and the gateways holding one); return the receipt's send
+    future. Runs on the event of the recipient's partition: the sink's delivery record, or
+    the ingress record when the route delivers in place (streams/in_place.py)."""
+    inbox = ctx.tables.inbox
+    key = keys.user_key(delivery.recipient_id)
+    items = inbox.get(key) or []
+    live = 0
+    # A redelivered message (crash before the offset commit) is already in the inbox.
+    if not contains(items, delivery.delivery_id):
+        item = to_inbox_item(delivery, next_seq(items))
+        inbox[key] = append_item(items, item, ctx.settings.inbox_size)
+        live = ctx.hub.publish(delivery.recipient_id, item)
+        # Connections held by gateways (`clarion gateway`): read in the same step as
+        # the inbox write, so a connect's inbox snapshot or this forward has the item.
+        at = presence.record_time(time.time())
+        gateways = presence.gateways_of(ctx, delivery.recipient_id, at)
+        live += len(await presence.forward(ctx, delivery.recipient_id, [item], gateways))
+        metrics.delivered(delivery)
+    return await receipts.record(
+        ctx, delivery, ReceiptStatus.DELIVERED if live else ReceiptStatus.SENT
+    )
+
+
 def install(app: ClarionApp, ctx: SinkContext) -> None:
-    topics, inbox, hub = ctx.topics, ctx.tables.inbox, ctx.hub
+    topics = ctx.topics
 
     async def _deliver_in_app(stream: faust.StreamT[Delivery]) -> None:
-        limit = app.settings.inbox_size
-        async for delivery in stream:
-            key = keys.user_key(delivery.recipient_id)
-            items = inbox.get(key) or []
-            live = 0
-            # A redelivered message (crash before the offset commit) is already in the inbox.
-            if not contains(items, delivery.delivery_id):
-                item = to_inbox_item(delivery, next_seq(items))
-                inbox[key] = append_item(items, item, limit)
-                live = hub.publish(delivery.recipient_id, item)
-                # Connections held by gateways (`clarion gateway`): read in the same step as
-                # the inbox write, so a connect's inbox snapshot or this forward has the item.
-                at = presence.record_time(time.time())
-                gateways = presence.gateways_of(ctx, delivery.recipient_id, at)
-                live += len(await presence.forward(ctx, delivery.recipient_id, [item], gateways))
-                metrics.delivered(delivery)
-            await receipts.record(
-                ctx, delivery, ReceiptStatus.DELIVERED if live else ReceiptStatus.SENT
-            )
+        async for event in stream.events():
+            if delivered_in_place(event.headers):
+                continue  # stored and pushed by the stage that planned it
+            await deliver(ctx, event.value)  # type: ignore[arg-type]  # the topic's codec
 
     for _lane in app.settings.served_lanes:
         app.agent(
@@ -65,3 +78,8 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
             name=f"sink.in_app.{_lane.value}",
             concurrency=1,
         )(_deliver_in_app)
+    # A critical notification's in-app delivery is made by its route, on the ingress event:
+    # the inbox is co-partitioned with it, and the hop through the topic was half of the
+    # critical path's latency (docs/architecture.md, "Hops").
+    if Lane.CRITICAL in app.settings.served_lanes:
+        ctx.in_place.register(Channel.IN_APP, Lane.CRITICAL, partial(deliver, ctx))

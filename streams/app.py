@@ -60,6 +60,7 @@ def build_app(
     from sinks.providers.registry import settings_class
     from streams import admin_views, commands
     from streams.guard import Guard
+    from streams.in_place import InPlaceSinks
     from streams.positions import Positions
     from streams.topics import Topics
     from tables.profile_updates import PendingUpdates
@@ -89,6 +90,7 @@ def build_app(
         providers=providers,
         pacers=ProviderPacers(settings, providers),
         pending=PendingUpdates(),
+        in_place=InPlaceSinks(),
     )
     app.ctx = ctx
     # The order the modules used to be imported in (agents register in this order).

@@ -59,8 +59,9 @@ class ClarionApp(faust.App):  # type: ignore[misc]
             # Clarion creates its topics explicitly (streams/admin.py); never by accident.
             topic_allow_declare=True,
             # Faust's default linger of 0 sends every record in its own produce request:
-            # the worker spent its time in socket writes. A few ms batches them.
-            producer_linger=settings.producer_linger_ms / 1000.0,
+            # the worker spent its time in socket writes. A few ms batches them (not on a
+            # critical-only worker: see Settings.producer_linger_ms).
+            producer_linger=settings.producer_linger_s,
             producer_max_batch_size=256 * 1024,
             # Faust's default 1,000,000 is below what the broker accepts: dead-lettering a
             # larger ingress record failed and crashed the agent (issue 10 item 3).

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from logic.rules import Rules
     from streams.clarion_app import ClarionApp
     from streams.guard import Guard
+    from streams.in_place import InPlaceSinks
     from streams.positions import Positions
     from streams.settings import Settings
     from streams.topics import Topics
@@ -33,3 +34,4 @@ class StageContext:
     rules: Rules  # CLARION_RULES_PATH, loaded once
     renderer: Renderer
     pending: PendingUpdates  # contact/preference changes sent, not yet seen back
+    in_place: InPlaceSinks  # deliveries the sinks make inside the stage that plans them

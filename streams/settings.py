@@ -46,8 +46,14 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=1, le=65535)
     # Public URL other workers (and redirected SSE clients) use to reach this worker.
     web_advertised_url: str | None = None
-    producer_linger_ms: float = Field(
-        default=5.0, ge=0, le=100, description="Producer batching delay (adds to latency)."
+    producer_linger_ms: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description=(
+            "Producer batching delay (adds to latency). Unset: 0 on a worker that serves "
+            "only the critical lane (little traffic, every ms counts), else 5."
+        ),
     )
     rocksdb_block_cache_mb: int = Field(default=64, ge=8, description="Per-table block cache.")
     max_record_bytes: int = Field(
@@ -217,6 +223,12 @@ class Settings(BaseSettings):
         if self.lanes.strip() == "none":
             return frozenset()
         return frozenset(Lane(part.strip()) for part in self.lanes.split(",") if part.strip())
+
+    @property
+    def producer_linger_s(self) -> float:
+        if self.producer_linger_ms is not None:
+            return self.producer_linger_ms / 1000.0
+        return 0.0 if self.served_lanes == {Lane.CRITICAL} else 0.005
 
     @property
     def runs_fanout(self) -> bool:

@@ -11,6 +11,8 @@ from logic.partitioning import partition_of
 from schemas.common import Channel, Lane
 from schemas.control import EscalationStep
 from schemas.digests import DigestWindow
+from streams.in_place import IN_PLACE_HEADER
+from tables import keys
 from tests.stages.conftest import PARTITIONS
 from tests.stages.harness import Record, StageHarness
 from tests.stages.inputs import contacts, notification, preferences
@@ -25,6 +27,15 @@ def deliveries(stage: StageHarness, uid: str = UID) -> list[dict[str, Any]]:
 
 def receipts(stage: StageHarness, uid: str = UID) -> list[dict[str, Any]]:
     return [r.json() for r in stage.sent(stage.ctx.topics.receipts, key=uid)]
+
+
+def not_delivered(stage: StageHarness, uid: str = UID) -> list[dict[str, Any]]:
+    """Receipts other than the in-app deliveries a critical route makes in place."""
+    return [
+        r
+        for r in receipts(stage, uid)
+        if not (r.get("channel") == "in_app" and r["status"] in ("sent", "delivered"))
+    ]
 
 
 def windows(stage: StageHarness, uid: str = UID) -> list[DigestWindow]:
@@ -62,7 +73,30 @@ async def test_a_critical_event_is_delivered_now_on_its_critical_topics(
     ]
     assert {d["title"] for d in found} == {"Payment succeeded"}
     assert {d["notification_id"] for d in found} == {payment.notification_id}
-    assert receipts(stage) == []  # nothing dropped, nothing degraded
+    assert not_delivered(stage) == []  # nothing dropped, nothing degraded
+
+
+async def test_a_critical_in_app_delivery_is_made_in_place(stage: StageHarness) -> None:
+    """The route stores the item in the inbox itself (no hop through the in-app topic) and
+    writes its receipt; the record on the topic is marked, so the sink skips it."""
+    stage.seed(stage.ctx.tables.contacts, UID, contacts(UID))
+    payment = notification(stage.ctx.rules, "payment", recipient_id=UID)
+    async with stage.run("route.critical") as route:
+        await route.put(payment, key=UID)
+
+    [record] = stage.sent(stage.ctx.topics.deliveries[(Channel.IN_APP, Lane.CRITICAL)])
+    assert record.headers == {IN_PLACE_HEADER: b"1"}
+    [item] = stage.ctx.tables.inbox[keys.user_key(UID)]
+    delivery_id = record.json()["delivery_id"]
+    assert (item.notification_id, item.id) == (payment.notification_id, delivery_id)
+    [receipt] = [r for r in receipts(stage) if r.get("channel") == "in_app"]
+    assert (receipt["delivery_id"], receipt["status"]) == (item.id, "sent")  # no live client
+    # The sink, handed the marked record, leaves the inbox and the receipts as they are.
+    async with stage.run("sink.in_app.critical") as sink:
+        assert record.value is not None
+        await sink.put(record.value, key=UID, headers=record.headers)
+    assert len(stage.ctx.tables.inbox[keys.user_key(UID)]) == 1
+    assert len([r for r in receipts(stage) if r.get("channel") == "in_app"]) == 1
 
 
 async def test_a_security_alert_without_location_is_delivered_and_its_ladder_scheduled(
@@ -102,7 +136,7 @@ async def test_a_security_alert_without_location_is_delivered_and_its_ladder_sch
         assert step.confirm_within_s == 120 and 120 <= wait < 130
     # The rungs carry the same rendered text as the deliveries sent now.
     assert {d.body for s in steps for rung in s.steps for d in rung} == {d["body"] for d in found}
-    assert receipts(stage) == []  # no `degraded` either
+    assert not_delivered(stage) == []  # no `degraded` either
 
 
 async def test_critical_bypasses_limits_quiet_hours_and_digest_settings(
@@ -122,7 +156,7 @@ async def test_critical_bypasses_limits_quiet_hours_and_digest_settings(
 
     channels = sorted(d["channel"] for d in deliveries(stage))
     assert channels == ["email"] * 3 + ["in_app"] * 3 + ["push"] * 3
-    assert receipts(stage) == []
+    assert not_delivered(stage) == []
     assert windows(stage) == []
 
 
@@ -222,7 +256,7 @@ async def test_missing_contact_points_leave_out_their_channels(stage: StageHarne
         await route.put(notification(stage.ctx.rules, "payment", recipient_id=UID), key=UID)
 
     assert [(d["channel"], d["target"]["address"]) for d in deliveries(stage)] == [("in_app", UID)]
-    assert receipts(stage) == []
+    assert not_delivered(stage) == []
 
 
 async def test_no_reachable_channel_gives_a_no_contact_receipt(stage: StageHarness) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from logic.tokens import verify_token
+from schemas.common import Channel, Lane
 from streams.app import ClarionApp, build_app
 from streams.settings import Settings
 
@@ -76,6 +77,14 @@ def test_each_app_follows_its_own_settings(tmp_path: Path) -> None:
     assert "digest.ticks" not in critical.agents and "fanout.plan" not in critical.agents
     assert {"route.bulk", "digest.ticks", "fanout.plan"} <= set(everything.agents)
     assert list(critical.agents["route.critical"].channel.topics) == ["x.notifications.critical"]
+    # A critical-only worker sends at once; the others batch for a few ms; a setting wins.
+    assert (critical.conf.producer_linger, everything.conf.producer_linger) == (0.0, 0.005)
+    assert Settings(lanes="critical", producer_linger_ms=2).producer_linger_s == 0.002
+    # Only a worker serving the critical lane makes its in-app deliveries in place.
+    assert critical.ctx.in_place.get(Channel.IN_APP, Lane.CRITICAL) is not None
+    assert everything.ctx.in_place.get(Channel.IN_APP, Lane.SOCIAL) is None
+    main = build_app(Settings(data_dir=tmp_path / "m", lanes="high,social,bulk"))
+    assert main.ctx.in_place.get(Channel.IN_APP, Lane.CRITICAL) is None
 
 
 def test_the_module_attribute_is_built_once_on_first_use() -> None:
