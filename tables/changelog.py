@@ -19,8 +19,8 @@ can wait (a full accumulator), so each table's writes hold one lock from the sto
 until the record is in the accumulator: a second writer (another ingest agent routing in
 place, the tick's flush) writes after it, in the store and in the changelog alike. For the
 same reason all writes of a table take this one path (Faust's path sends later than this
-one). The tables written here are `seen-events` (agents/ingest.py) and `digests`
-(agents/digest.py), and only through this module.
+one). The tables written here are `seen-events` (agents/ingest.py), `digests`
+(agents/digest.py) and `ledger` (sinks/deliver.py), and only through this module.
 """
 
 from __future__ import annotations
