@@ -11,6 +11,7 @@ whose inbox holds the item (it serves the item's lane). An id in no inbox gets i
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -19,12 +20,17 @@ from logic.inbox import mark
 from logic.ownership import owns_lane, serves_every_lane
 from logic.receipts import for_confirmation
 from schemas.control import ClientAction, Confirmation
+from schemas.notifications import InboxItem
 from streams import receipts
-from tables import keys
+from tables import changelog, keys
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
     from streams.context import StageContext
+
+
+def _marked(items: list[InboxItem] | None, *, ids: set[str], read: bool) -> list[InboxItem]:
+    return mark(items or [], ids, read=read)
 
 
 def install(app: ClarionApp, ctx: StageContext) -> None:
@@ -37,11 +43,10 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
             key = keys.user_key(c.recipient_id)
             ids = set(c.notification_ids)
             read = c.action is ClientAction.READ
-            items = inbox.get(key) or []
-            by_id = {item.notification_id: item for item in items}
-            # No await between the read and the write: the in-app sink (another agent) writes
-            # the same row, and asyncio only switches tasks at an await.
-            inbox[key] = mark(items, ids, read=read)
+            # Read and written under the inbox's write lock: the in-app sink (another agent,
+            # or a route delivering in place) writes the same row (tables/changelog.py).
+            old, _ = await changelog.update(inbox, key, partial(_marked, ids=ids, read=read))
+            by_id = {item.notification_id: item for item in old or []}
             if read:
                 for nid in ids:
                     confirmed[keys.confirmed_key(c.recipient_id, nid)] = time.time()

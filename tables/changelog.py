@@ -20,13 +20,16 @@ until the record is in the accumulator: a second writer (another ingest agent ro
 place, the tick's flush) writes after it, in the store and in the changelog alike. For the
 same reason all writes of a table take this one path (Faust's path sends later than this
 one). The tables written here are `seen-events` (agents/ingest.py), `digests`
-(agents/digest.py) and `ledger` (sinks/deliver.py), and only through this module.
+(agents/digest.py), `ledger` (sinks/deliver.py) and `inbox` (sinks/inapp.py,
+agents/confirm.py), and only through this module. A read-modify-write whose row another
+writer may change (the inbox) reads under the same lock (`update`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from faust.streams import current_event
@@ -44,15 +47,32 @@ async def delete(table: Any, key: Any) -> None:
     await _write(table, key, None)
 
 
+async def update(table: Any, key: Any, change: Callable[[Any | None], Any]) -> tuple[Any, Any]:
+    """Read, change and write one row with no other write of the table in between (a
+    `table[key] = change(table.get(key))` that may wait for the producer). `change` gets the
+    row (None if absent) and returns the new one, or the row it was given to write nothing.
+    Returns (old, new)."""
+    async with _lock(table):
+        old = table.get(key)
+        new = change(old)
+        if new is not old:
+            await _write_in_order(table, key, new)
+        return old, new
+
+
 # One lock per table (by identity: a table lives as long as its app).
 _locks: dict[int, asyncio.Lock] = {}
 
 
-async def _write(table: Any, key: Any, value: Any | None) -> None:
+def _lock(table: Any) -> asyncio.Lock:
     lock = _locks.get(id(table))
     if lock is None:
         lock = _locks[id(table)] = asyncio.Lock()
-    async with lock:
+    return lock
+
+
+async def _write(table: Any, key: Any, value: Any | None) -> None:
+    async with _lock(table):
         await _write_in_order(table, key, value)
 
 

@@ -104,3 +104,45 @@ async def test_the_store_remembers_the_offset_the_broker_gave_the_record(
     await changelog.put(table, b"b", SeenEvent(2, 2.0))
     await asyncio.sleep(0)  # the send futures' callbacks
     assert persisted == [(2, 0), (2, 1)]
+
+
+async def test_an_update_reads_under_the_lock_so_no_concurrent_change_is_lost(
+    stage: StageHarness, event_of_partition_2: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two read-modify-writes of one row while the first one's send waits: the second reads
+    what the first wrote (an append to a list, as the inbox does), not the row before it."""
+    table = stage.ctx.tables.seen_events
+    await changelog.put(table, b"k", SeenEvent(1, 1.0))
+    gate = asyncio.Event()
+    real_send = stage.producer.send
+
+    async def send(*args: Any, **kwargs: Any) -> Any:
+        await gate.wait()
+        return await real_send(*args, **kwargs)
+
+    def plus_one(row: SeenEvent | None) -> SeenEvent:
+        assert row is not None
+        return SeenEvent(row.offset + 1, row.first_seen_at)
+
+    monkeypatch.setattr(stage.producer, "send", send)
+    first = asyncio.create_task(changelog.update(table, b"k", plus_one))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(changelog.update(table, b"k", plus_one))
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert [await first, await second] == [
+        (SeenEvent(1, 1.0), SeenEvent(2, 1.0)),
+        (SeenEvent(2, 1.0), SeenEvent(3, 1.0)),
+    ]
+    values = [r.value for r in stage.sent(table.changelog_topic.get_topic_name(), key=b"k")]
+    assert values[-2:] == [b"[2,1.0,null]", b"[3,1.0,null]"]
+
+
+async def test_an_update_that_keeps_the_row_writes_nothing(
+    stage: StageHarness, event_of_partition_2: Any
+) -> None:
+    table = stage.ctx.tables.seen_events
+    await changelog.put(table, b"k", SeenEvent(1, 1.0))
+    old, new = await changelog.update(table, b"k", lambda row: row)
+    assert old is new
+    assert len(stage.sent(table.changelog_topic.get_topic_name(), key=b"k")) == 1
