@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -407,3 +408,38 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> s
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+@contextlib.asynccontextmanager
+async def faust_hop_process(
+    bootstrap: str, src: str, dst: str, workdir: Path, log_name: str, linger_ms: float = 5.0
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, Path]]:
+    """benchmarks/faust_hop.py (the bare Faust hop: one agent copying bytes from `src` to
+    `dst`) in its own process and consumer group, logging to benchmarks/out/<log_name>;
+    stopped (SIGTERM, then kill after 20 s) on exit. Yields the process and its log path."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "FAUST_HOP_SRC": src,
+        "FAUST_HOP_DST": dst,
+        "FAUST_HOP_APP_ID": f"faust-hop-{run_tag()}",
+        "FAUST_HOP_DATA": str(workdir / "faust-hop"),
+        "FAUST_HOP_LINGER_MS": str(linger_ms),
+    }
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = OUT_DIR / log_name
+    with log_path.open("wb") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.faust_hop", "worker", "-l", "info",
+            env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            yield proc, log_path
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

@@ -19,10 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -34,13 +31,13 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.common import (
-    OUT_DIR,
     TOKEN_SECRET,
     Clarion,
     LatencyStats,
     Report,
     clarion_worker,
     encode,
+    faust_hop_process,
     group_lag,
     kafka_admin,
     kafka_producer,
@@ -195,39 +192,21 @@ async def faust_hop(
     """The bare Faust hop (benchmarks/faust_hop.py: one agent copying bytes) from `src` to
     `dst` in its own process, and a plain consumer on `dst`; ready once a warm-up record
     has come through."""
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "FAUST_HOP_SRC": src,
-        "FAUST_HOP_DST": dst,
-        "FAUST_HOP_APP_ID": f"faust-hop-{run_tag()}",
-        "FAUST_HOP_DATA": str(workdir / "faust-hop"),
-        "FAUST_HOP_LINGER_MS": str(linger_ms),
-    }
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    log_path = OUT_DIR / "latency.faust_hop.log"
-    with log_path.open("wb") as log_file:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "benchmarks.faust_hop", "worker", "-l", "info",
-            env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            async with raw_receiver(bootstrap, dst) as receiver, kafka_producer(bootstrap) as p:
-                deadline = time.monotonic() + 60
-                while "warm-up" not in receiver.received:
-                    if time.monotonic() > deadline or proc.returncode is not None:
-                        raise RuntimeError(f"the bare Faust hop never copied a record: {log_path}")
-                    await p.send_and_wait(src, b"warm-up")
-                    await receiver.wait_for(["warm-up"], 2.0)
-                yield receiver
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    async with (
+        faust_hop_process(bootstrap, src, dst, workdir, "latency.faust_hop.log", linger_ms) as (
+            proc,
+            log_path,
+        ),
+        raw_receiver(bootstrap, dst) as receiver,
+        kafka_producer(bootstrap) as producer,
+    ):
+        deadline = time.monotonic() + 60
+        while "warm-up" not in receiver.received:
+            if time.monotonic() > deadline or proc.returncode is not None:
+                raise RuntimeError(f"the bare Faust hop never copied a record: {log_path}")
+            await producer.send_and_wait(src, b"warm-up")
+            await receiver.wait_for(["warm-up"], 2.0)
+        yield receiver
 
 
 # --------------------------------------------------------------------------- senders

@@ -10,11 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import random
 import re
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -33,6 +30,7 @@ from benchmarks.common import (
     cpu_seconds,
     edge_timestamp,
     encode,
+    faust_hop_process,
     group_lag,
     kafka_admin,
     kafka_producer,
@@ -156,42 +154,25 @@ async def faust_passthrough(
         bootstrap, [TopicSpec("faust.out")], prefix=f"b{tag}.", partitions=partitions,
         replication_factor=1,
     )  # fmt: skip
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "FAUST_HOP_SRC": src,
-        "FAUST_HOP_DST": dst,
-        "FAUST_HOP_APP_ID": f"faust-hop-{tag}",
-        "FAUST_HOP_DATA": str(workdir / "faust-hop"),
-    }
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    log_path = OUT_DIR / "throughput.faust_hop.log"
-    with log_path.open("wb") as log_file:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "benchmarks.faust_hop", "worker", "-l", "info",
-            env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            async with offsets_reader(bootstrap) as reader:
-                done, changed, last = 0, time.monotonic(), -1
-                cpu_start, done_start = None, 0  # at the first copies: start-up excluded
-                while done < events and time.monotonic() - changed < stall_s:
-                    await asyncio.sleep(0.25)
-                    done = await record_count(reader, [dst])
-                    if done != last:
-                        last, changed = done, time.monotonic()
-                    if cpu_start is None and done > 0:
-                        cpu_start, done_start = cpu_seconds(proc.pid), done
-                cpu_end = cpu_seconds(proc.pid)
-                first = await edge_timestamp(reader, [dst], last=False)
-                end = await edge_timestamp(reader, [dst], last=True)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    async with (
+        faust_hop_process(bootstrap, src, dst, workdir, "throughput.faust_hop.log") as (
+            proc,
+            log_path,
+        ),
+        offsets_reader(bootstrap) as reader,
+    ):
+        done, changed, last = 0, time.monotonic(), -1
+        cpu_start, done_start = None, 0  # at the first copies: start-up excluded
+        while done < events and time.monotonic() - changed < stall_s:
+            await asyncio.sleep(0.25)
+            done = await record_count(reader, [dst])
+            if done != last:
+                last, changed = done, time.monotonic()
+            if cpu_start is None and done > 0:
+                cpu_start, done_start = cpu_seconds(proc.pid), done
+        cpu_end = cpu_seconds(proc.pid)
+        first = await edge_timestamp(reader, [dst], last=False)
+        end = await edge_timestamp(reader, [dst], last=True)
     assert first is not None and end is not None, f"bare Faust copied nothing: {log_path}"
     span = end - first
     return {
