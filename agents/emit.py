@@ -20,14 +20,12 @@ from schemas.control import EscalationStep
 from schemas.notifications import Delivery, Notification, ReceiptStatus
 from schemas.users import ContactPoints, Preferences
 from streams import metrics, receipts
-from streams.in_place import IN_PLACE_HEADER
+from streams.in_place import IN_PLACE_HEADERS
 from tables import keys, presence
 from tables.rows import BucketRow
 
 if TYPE_CHECKING:
     from streams.context import StageContext
-
-IN_PLACE_HEADERS = [(IN_PLACE_HEADER, b"1")]
 
 
 def profile(

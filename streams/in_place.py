@@ -25,6 +25,8 @@ from schemas.notifications import Delivery
 # Returns the receipt's send future (resolves once the broker has it).
 InPlace = Callable[[Delivery], Awaitable[Awaitable[Any]]]
 IN_PLACE_HEADER = "clarion-delivered-in-place"
+# What emit puts on a delivery record it made in place; `delivered_in_place` reads it.
+IN_PLACE_HEADERS = [(IN_PLACE_HEADER, b"1")]
 
 
 class InPlaceSinks:
