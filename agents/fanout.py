@@ -25,15 +25,18 @@ from faust.types import TP
 
 from logic.fanout import (
     advance,
+    encoded_for_followers,
     next_task,
     pause_after_page,
     resume_task,
     should_run,
     stalled,
 )
-from logic.fanout import to_follower as notification_for
+from logic.partitioning import partition_of
+from schemas.common import Category
 from schemas.events import LiveStartedEvent
 from schemas.graph import FanoutTask
+from streams import record_batches
 from tables.keys import audience_prefix, fanout_key, follower_of
 from tables.scan import keys_with_prefix
 
@@ -47,6 +50,9 @@ log = logging.getLogger("clarion.fanout")
 def install(app: ClarionApp, ctx: StageContext) -> None:
     _settings, topics, rules, positions = ctx.settings, ctx.topics, ctx.rules, ctx.positions
     fanout, followers = ctx.tables.fanout, ctx.tables.followers
+    parts = _settings.partitions
+    # Every follower notification has the live_started rule's lane.
+    lane_topic = topics.lanes[rules.for_category(Category.LIVE_STARTED).lane].get_topic_name()
 
     async def plan(stream: faust.StreamT[LiveStartedEvent]) -> None:
         async for broadcast in stream:
@@ -76,9 +82,17 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
             )
             now = time.time()
             created = datetime.fromtimestamp(now, UTC)
-            for follower_key in followers_page:
-                n = notification_for(task.broadcast, follower_of(follower_key), rules, created)
-                await topics.lanes[n.lane].send(key=n.recipient_id.encode(), value=n)
+            # The page's notifications go out as whole record batches, one per lane
+            # partition (streams/record_batches.py): per follower, a msgspec encoding of
+            # the page's one model and a batch append, not a pydantic model and a Faust send.
+            encoded = encoded_for_followers(
+                task.broadcast, map(follower_of, followers_page), rules, created
+            )
+            await record_batches.send_records(
+                app.producer,
+                lane_topic,
+                ((partition_of(f, parts), f.encode(), value) for f, value in encoded),
+            )
             done = advance(task, progress, followers_page, _settings.fanout_page_size, now)
             fanout[key] = done
             following = next_task(task, done)

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from logic.validation import Rejection, RejectReason
 from schemas.graph import FollowEdge
 from streams import deadletter
+from tables import changelog
 from tables.keys import BadEdgeKey, check_edge_key
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
             key: bytes | None = event.key
             if event.value is None:  # unfollow
                 if key:
-                    followers.pop(key, None)
+                    await changelog.delete(followers, key)
                 continue
             edge = _edge(key, event.value)
             if isinstance(edge, Rejection):
@@ -64,7 +65,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
                 continue
             assert key is not None
             followed_at = edge.followed_at or datetime.fromtimestamp(message.timestamp, UTC)
-            followers[key] = followed_at.timestamp()
+            await changelog.put(followers, key, followed_at.timestamp())
 
     # The graph is read only by the fan-out, on the same partitions.
     if app.settings.runs_fanout:

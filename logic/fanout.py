@@ -3,7 +3,10 @@ and how long to wait so the fan-out keeps to its rate (the keys are in tables/ke
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import datetime
+
+import msgspec
 
 from logic.ids import notification_id
 from logic.rules import Rules
@@ -84,6 +87,25 @@ def to_follower(
         expires_at=None if rule.ttl is None else event.occurred_at + rule.ttl,
         data={"stream_title": event.stream_title},
     )
+
+
+_json = msgspec.json.Encoder()
+
+
+def encoded_for_followers(
+    event: LiveStartedEvent, follower_ids: Iterable[str], rules: Rules, now: datetime
+) -> Iterator[tuple[str, bytes]]:
+    """(follower, the JSON of `to_follower(event, follower, rules, now)`) for each follower.
+
+    A page's notifications differ only in their id and recipient, so the model is built and
+    dumped once and each follower's copy is encoded from that dict by msgspec: about a tenth
+    of a model per follower, which the fan-out pays a million times per broadcast. The bytes
+    decode to the same `Notification` (tests/unit/test_fanout.py checks it)."""
+    template = to_follower(event, "", rules, now).model_dump(mode="json")
+    for follower_id in follower_ids:
+        template["notification_id"] = notification_id(event.event_id, follower_id)
+        template["recipient_id"] = follower_id
+        yield follower_id, _json.encode(template)
 
 
 def pause_after_page(sent: int, rate_per_s: float, elapsed_s: float) -> float:

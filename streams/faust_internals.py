@@ -2,7 +2,8 @@
 
 Clarion's data-loss guards need state Faust keeps to itself: the consumer's offset
 bookkeeping (streams/consumer.py, logic/commits.py), a partition's RocksDB store for range
-scans (tables/scan.py), and the store's revoke (replaced below). Every other module goes
+scans (tables/scan.py), the store's revoke (replaced below), and the aiokafka producer
+under Faust's (streams/record_batches.py). Every other module goes
 through the typed functions here, and every private name they (or Clarion's subclasses)
 rely on is listed in `REQUIRED`, which tests/unit/test_faust_internals.py checks against
 the installed faust-streaming: an upgrade that renames one fails a unit test, not a worker.
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
 from faust.stores import rocksdb as _faust_rocksdb
+from faust.transport.drivers import aiokafka as _faust_aiokafka
 from faust.types import TP, Message
 from faust.types.transports import ConsumerT
 from faust.types.tuples import ack_lock
@@ -93,10 +95,14 @@ OVERRIDES = (
     Override(Private("faust.serializers.codecs", "Codec", "_loads"), "tables.state:DigestsCodec"),
 )
 
+# streams/record_batches.py: the aiokafka producer under Faust's, for whole record batches.
+PRODUCER_STATE = (Private("faust.transport.drivers.aiokafka", "Producer", "_ensure_producer"),)
+
 # Every private name Clarion relies on.
 REQUIRED: tuple[Private, ...] = (
     *CONSUMER_STATE,
     *STORE_STATE,
+    *PRODUCER_STATE,
     *dict.fromkeys(o.faust for o in OVERRIDES),
 )
 
@@ -157,6 +163,17 @@ def mark_done_uncounted(consumer: ConsumerT, message: Message) -> None:
 async def seek_to_beginning(consumer: ConsumerT, *tps: TP) -> None:
     """Seek `tps` to the start of their logs (Faust's consumer has no public call for it)."""
     await _consumer(consumer)._thread.seek_to_beginning(*tps)
+
+
+# -- the producer (streams/record_batches.py) ---------------------------------------------------
+
+
+def kafka_producer(producer: Any) -> Any | None:
+    """The aiokafka producer Faust's aiokafka driver sends through (started with the app),
+    or None for any other producer (the stage tests' capturing one)."""
+    if isinstance(producer, _faust_aiokafka.Producer):
+        return producer._ensure_producer()
+    return None
 
 
 # -- the RocksDB store (tables/scan.py) --------------------------------------------------------

@@ -20,9 +20,10 @@ until the record is in the accumulator: a second writer (another ingest agent ro
 place, the tick's flush) writes after it, in the store and in the changelog alike. For the
 same reason all writes of a table take this one path (Faust's path sends later than this
 one). The tables written here are `seen-events` (agents/ingest.py), `digests`
-(agents/digest.py), `ledger` (sinks/deliver.py) and `inbox` (sinks/inapp.py,
-agents/confirm.py), and only through this module. A read-modify-write whose row another
-writer may change (the inbox) reads under the same lock (`update`).
+(agents/digest.py), `ledger` (sinks/deliver.py), `inbox` (sinks/inapp.py,
+agents/confirm.py) and `followers` (agents/graph.py), and only through this module. A
+read-modify-write whose row another writer may change (the inbox) reads under the same
+lock (`update`).
 """
 
 from __future__ import annotations

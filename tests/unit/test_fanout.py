@@ -1,9 +1,12 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logic.fanout import (
     advance,
+    encoded_for_followers,
     next_task,
     pause_after_page,
     resume_task,
@@ -15,6 +18,7 @@ from logic.rules import load_rules
 from schemas.common import Category, Lane
 from schemas.events import LiveStartedEvent
 from schemas.graph import FanoutProgress, FanoutTask
+from schemas.notifications import Notification
 from tests.factories import event_dict
 
 RULES = load_rules(None)
@@ -106,3 +110,21 @@ def test_fanout_runs_with_the_bulk_lane_unless_deployed_on_its_own() -> None:
     only_fanout = Settings(lanes="none", fanout=True)
     assert only_fanout.served_lanes == frozenset() and only_fanout.runs_fanout
     assert not Settings(lanes="bulk", fanout=False).runs_fanout
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    followers=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=5),
+    title=st.text(max_size=40),
+)
+def test_each_follower_gets_exactly_the_bytes_of_its_own_notification(
+    followers: list[str], title: str
+) -> None:
+    event = broadcast(event_id="b1", stream_title=title)
+    now = datetime(2026, 12, 1, 4, 30, tzinfo=UTC)
+    encoded = list(encoded_for_followers(event, followers, RULES, now))
+    assert [f for f, _ in encoded] == followers
+    for follower, value in encoded:
+        expected = to_follower(event, follower, RULES, now)
+        assert value == expected.model_dump_json().encode()
+        assert Notification.model_validate_json(value) == expected
