@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 from faust.transport.consumer import ensure_TP
 from faust.transport.drivers import aiokafka as _driver
 from faust.types import TP, Message
-from faust.types.transports import ConsumerT
+from faust.types.transports import ConsumerT, ProducerT
 
 from logic.commits import CommitFrontier
-from streams import faust_internals
+from streams import faust_internals, record_batches
 
 log = logging.getLogger("clarion.consumer")
 
@@ -139,5 +139,17 @@ class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
         return offset
 
 
+class ClarionProducer(_driver.Producer):  # type: ignore[misc]
+    """Faust's aiokafka producer, whose flush first hands over the records held back by
+    streams/record_batches.py (the table changelogs' write-behind). Faust flushes the
+    producer before every offset commit, so no commit passes an event whose changelog
+    records are still held."""
+
+    async def flush(self) -> None:
+        await record_batches.submit_pending(self)
+        await super().flush()
+
+
 class ClarionTransport(_driver.Transport):  # type: ignore[misc]
     Consumer: ClassVar[type[ConsumerT]] = ClarionConsumer
+    Producer: ClassVar[type[ProducerT]] = ClarionProducer

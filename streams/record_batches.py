@@ -16,8 +16,10 @@ the event is acked.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from streams import faust_internals
@@ -66,3 +68,110 @@ def _failed(sent: asyncio.Future[Any], topic: str) -> None:
     # fails is reported here (Faust's own sends and tables/changelog.py are no stricter).
     if not sent.cancelled() and sent.exception() is not None:
         log.error("%s: a record batch was not written: %r", topic, sent.exception())
+
+
+# -- write-behind: records held until the end of the loop turn (or the next commit) ------------
+
+Written = Callable[[int], None]  # called with the base offset of the batch the record went in
+
+
+class PendingRecords:
+    """Records handed to the producer later, as whole batches: the last value of each key of
+    each (topic, partition), so a key written many times between two submits (a window
+    folding a burst of likes) costs one record.
+
+    Only for topics read as a key's last value (table changelogs): the changelog of a key
+    still ends with its last value, and no reader sees the values skipped in between.
+
+    A submit is scheduled on the loop when the first record arrives, and the producer's
+    flush (which Faust awaits before every offset commit) submits whatever is left first
+    (streams/consumer.py: ClarionProducer), so a commit never passes an event whose records
+    are still held here. Submits run one at a time, so a partition's batches reach the
+    producer in the order their records were added.
+    """
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self._held: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
+        self._on_written: dict[tuple[str, int], Written] = {}
+        self._lock = asyncio.Lock()
+        self._scheduled = False
+
+    def add(
+        self, topic: str, partition: int, key: bytes, value: bytes | None, on_written: Written
+    ) -> None:
+        tp = (topic, partition)
+        held = self._held.get(tp)
+        if held is None:
+            held = self._held[tp] = {}
+        held.pop(key, None)  # the key's last value goes after every other key's held one
+        held[key] = value
+        self._on_written[tp] = on_written
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_submit)
+
+    def _start_submit(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.submit())
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+
+    async def submit(self) -> None:
+        """Hand every held record to the producer; returns once they are in its buffer."""
+        async with self._lock:
+            self._scheduled = False
+            held, self._held = self._held, {}
+            on_written, self._on_written = self._on_written, {}
+            for (topic, partition), records in held.items():
+                callback = on_written[(topic, partition)]
+                for sent in await _send_batches(self._producer, topic, partition, records):
+                    sent.add_done_callback(functools.partial(_written, callback=callback))
+
+
+# Submit tasks in flight (the loop keeps only weak references to tasks).
+_tasks: set[asyncio.Task[None]] = set()
+_pending: weakref.WeakKeyDictionary[Any, PendingRecords] = weakref.WeakKeyDictionary()
+
+
+def pending(producer: Any) -> PendingRecords:
+    """The write-behind buffer of `producer` (one per producer, made on first use)."""
+    found = _pending.get(producer)
+    if found is None:
+        found = _pending[producer] = PendingRecords(producer)
+    return found
+
+
+async def submit_pending(producer: Any) -> None:
+    """Hand `producer` every record held for it (before it is flushed)."""
+    found = _pending.get(producer)
+    if found is not None:
+        await found.submit()
+
+
+async def _send_batches(
+    producer: Any, topic: str, partition: int, records: dict[bytes, bytes | None]
+) -> list[asyncio.Future[Any]]:
+    kafka = faust_internals.kafka_producer(producer)
+    if kafka is None:  # the stage tests' producer: one send per record
+        return [
+            await producer.send(topic, key, value, partition, None, None)
+            for key, value in records.items()
+        ]
+    sent = []
+    builder = kafka.create_batch()
+    for key, value in records.items():
+        if builder.append(key=key, value=value, timestamp=None) is None:
+            sent.append(await kafka.send_batch(builder, topic, partition=partition))
+            builder = kafka.create_batch()
+            if builder.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"{topic}: a record of {len(value or b'')} bytes exceeds a batch")
+    sent.append(await kafka.send_batch(builder, topic, partition=partition))
+    for future in sent:
+        _watch(future, topic)
+    return sent
+
+
+def _written(sent: asyncio.Future[Any], *, callback: Written) -> None:
+    if sent.cancelled() or sent.exception() is not None:
+        return  # reported by _failed
+    callback(sent.result().offset)

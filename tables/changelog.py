@@ -4,22 +4,25 @@ to the producer, without Faust's per-write machinery.
 A Faust table write (`table[key] = value`) builds a FutureMessage and a PendingMessage,
 queues them in Faust's producer buffer, calls the table's sensors and TTL hooks, and later
 publishes the record from a service task: about 250 µs of CPU per write on this machine
-(docs/architecture.md, "Hops"). Here the same two things happen directly: the row goes to
-the current event's partition of the store, and the record to the same partition of the
-changelog topic through the producer's `send` (the record sits in aiokafka's accumulator),
-and once the broker has it the store records its offset, as Faust's own writes do.
+(docs/architecture.md, "Hops"). Here the row goes to the current event's partition of the
+store at once, and its changelog record is held (write-behind, streams/record_batches.py)
+until the end of the loop turn, then handed to the producer with the other held records of
+its changelog partition as one record batch. A key written again before that keeps only
+its last value: a window folding a burst of likes sends one record, not one per like.
+Once the broker has a batch, the store records its offset, as Faust's own writes do.
 
 The guarantee is Faust's own: an offset commit first flushes the producer (Faust's
-`Consumer._commit_offsets`), so a source offset is never committed before the changelog
-records its processing wrote.
+`Consumer._commit_offsets`), and the producer's flush first submits every held record
+(streams/consumer.py: ClarionProducer), so a source offset is never committed before the
+changelog records its processing wrote.
 
-Order: the records of a partition must reach the changelog in the order the rows were
-written, or a restore ends with an older value than the store had. The producer's `send`
-can wait (a full accumulator), so each table's writes hold one lock from the store write
-until the record is in the accumulator: a second writer (another ingest agent routing in
-place, the tick's flush) writes after it, in the store and in the changelog alike. For the
-same reason all writes of a table take this one path (Faust's path sends later than this
-one). The tables written here are `seen-events` (agents/ingest.py), `digests`
+Order: a key's records must reach the changelog in the order its row was written, or a
+restore ends with an older value than the store had. A write puts the row and holds the
+record with no wait in between, the held records of a partition go out in the order they
+were held (a key written again moves to the end), and submits run one at a time; each
+table's writes still take one lock, which `update` holds across its read, change and
+write. All writes of a table take this one path (Faust's path would send at another time).
+The tables written here are `seen-events` (agents/ingest.py), `digests`
 (agents/digest.py), `ledger` (sinks/deliver.py), `inbox` (sinks/inapp.py,
 agents/confirm.py) and `followers` (agents/graph.py), and only through this module. A
 read-modify-write whose row another writer may change (the inbox) reads under the same
@@ -34,8 +37,9 @@ from collections.abc import Callable
 from typing import Any
 
 from faust.streams import current_event
+from faust.types import TP
 
-from streams import faust_internals
+from streams import faust_internals, record_batches
 
 
 async def put(table: Any, key: Any, value: Any) -> None:
@@ -90,18 +94,22 @@ async def _write_in_order(table: Any, key: Any, value: Any | None) -> None:
         else serializers.dumps_value(table.value_type, value, serializer=table.value_serializer)
     )
     faust_internals.store_set(table, key, raw_key, raw_value)
-    # Not awaited for the broker: the commit's producer flush covers it.
-    sent = await table.app.producer.send(
-        table.changelog_topic.get_topic_name(), raw_key, raw_value, partition, None, None
+    # Held until the end of the loop turn and then sent as one batch per changelog partition,
+    # the key's last value only (write-behind); the commit's producer flush submits what is
+    # still held first (streams/record_batches.py).
+    topic = table.changelog_topic.get_topic_name()
+    record_batches.pending(table.app.producer).add(
+        topic,
+        partition,
+        raw_key,
+        raw_value,
+        functools.partial(_persisted, table, TP(topic, partition)),
     )
-    sent.add_done_callback(functools.partial(_persisted, table))
 
 
-def _persisted(table: Any, sent: asyncio.Future[Any]) -> None:
-    """Once the broker has the record, the store remembers its offset (as Faust's own
-    writes do): a recovery on this disk then reads the changelog from there, not from the
-    start."""
-    if sent.cancelled() or sent.exception() is not None:
-        return
-    metadata = sent.result()
-    table.data.set_persisted_offset(metadata.topic_partition, metadata.offset)
+def _persisted(table: Any, tp: TP, offset: int) -> None:
+    """Once the broker has a batch, the store remembers its first offset (as Faust's own
+    writes remember theirs): a recovery on this disk then reads the changelog from there,
+    not from the start. Every row of the batch is already in the store, so reading its
+    other records again on recovery is harmless."""
+    table.data.set_persisted_offset(tp, offset)

@@ -54,6 +54,7 @@ from faust.types.tuples import FutureMessage, RecordMetadata
 from pydantic import BaseModel
 
 from logic.partitioning import partition_of
+from streams import record_batches
 from streams.app import ClarionApp
 from streams.catalog import all_topics
 
@@ -145,7 +146,8 @@ class CapturingProducer:
         pass
 
     async def flush(self) -> None:
-        pass
+        # As the worker's producer does (streams/consumer.py: ClarionProducer).
+        await record_batches.submit_pending(self)
 
 
 class WireChannel(SerializedChannel):  # type: ignore[misc]
