@@ -24,6 +24,7 @@ test: lint chromium kcat $(STAMP)  ## lint, types, unit and integration tests (s
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 unit: chromium $(STAMP)

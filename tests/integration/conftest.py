@@ -49,6 +49,7 @@ def drill_size(full: T, quick: T) -> T:
     """`full` in `make soak` (CLARION_DRILL_SCALE=full), else `quick`."""
     return full if DRILL_FULL else quick
 
+
 # A busy loop that ends by itself once its parent (pytest) is gone, even after a kill -9.
 _HOG = (
     "import os\n"

@@ -38,8 +38,6 @@ def slow_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-
-
 async def at_window_start(margin_s: float = 0.5) -> float:
     """Sleep until just after a window boundary, so a burst fits inside one window."""
     now = time.time()
@@ -85,10 +83,6 @@ async def in_app_for(p: Pipeline, uid: str, n: int, timeout_s: float) -> list[di
         timeout_s=timeout_s,
     )
     return values(records)
-
-
-
-
 
 
 async def test_kill_9_mid_window_still_one_notification_with_the_full_count(

@@ -72,8 +72,6 @@ async def test_event_becomes_deliveries_with_receipts(pipeline: Pipeline, uid: s
     assert {d["channel"] for d in lines if d["recipient_id"] == uid} == {"push", "email"}
 
 
-
-
 async def test_preference_update_applies_to_the_next_event(pipeline: Pipeline, uid: str) -> None:
     await produce_json(pipeline.bootstrap, pipeline.topic(CONTACTS), contacts(uid), uid)
     await wait_for_changelog(pipeline, "contacts", uid)
@@ -133,8 +131,6 @@ async def test_bad_input_is_dead_lettered_and_the_worker_keeps_going(
 
     found = await deliveries_for(pipeline, uid, 2)
     assert sorted(d["category"] for d in found) == ["follow", "like"]
-
-
 
 
 async def test_future_event_time_and_huge_numbers_are_dead_lettered_with_their_reason(

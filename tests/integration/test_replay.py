@@ -124,9 +124,7 @@ async def receipts(p: Pipeline, uid: str, n: int, timeout_s: float = 60) -> list
     return [value(r) for r in await records_where(p, RECEIPTS, for_user(uid), n, timeout_s)]
 
 
-async def changelog(
-    p: Pipeline, table: str, key: str, n: int, timeout_s: float = 60
-) -> list[Any]:
+async def changelog(p: Pipeline, table: str, key: str, n: int, timeout_s: float = 60) -> list[Any]:
     records = await collect(
         p.bootstrap,
         [f"{p.app_id}-{table}-changelog"],
