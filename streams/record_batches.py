@@ -70,7 +70,7 @@ def _failed(sent: asyncio.Future[Any], topic: str) -> None:
         log.error("%s: a record batch was not written: %r", topic, sent.exception())
 
 
-# -- write-behind: records held until the end of the loop turn (or the next commit) ------------
+# -- write-behind: records held for a moment (or until the next commit) ----------------------
 
 Written = Callable[[int], None]  # called with the base offset of the batch the record went in
 
@@ -83,15 +83,16 @@ class PendingRecords:
     Only for topics read as a key's last value (table changelogs): the changelog of a key
     still ends with its last value, and no reader sees the values skipped in between.
 
-    A submit is scheduled on the loop when the first record arrives, and the producer's
+    A submit is scheduled `hold_s` after the first record arrives, and the producer's
     flush (which Faust awaits before every offset commit) submits whatever is left first
     (streams/consumer.py: ClarionProducer), so a commit never passes an event whose records
     are still held here. Submits run one at a time, so a partition's batches reach the
     producer in the order their records were added.
     """
 
-    def __init__(self, producer: Any) -> None:
+    def __init__(self, producer: Any, hold_s: float) -> None:
         self._producer = producer
+        self._hold_s = hold_s
         self._held: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
         self._on_written: dict[tuple[str, int], Written] = {}
         self._lock = asyncio.Lock()
@@ -109,7 +110,7 @@ class PendingRecords:
         self._on_written[tp] = on_written
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_submit)
+            asyncio.get_running_loop().call_later(self._hold_s, self._start_submit)
 
     def _start_submit(self) -> None:
         task = asyncio.get_running_loop().create_task(self.submit())
@@ -133,11 +134,12 @@ _tasks: set[asyncio.Task[None]] = set()
 _pending: weakref.WeakKeyDictionary[Any, PendingRecords] = weakref.WeakKeyDictionary()
 
 
-def pending(producer: Any) -> PendingRecords:
-    """The write-behind buffer of `producer` (one per producer, made on first use)."""
+def pending(producer: Any, hold_s: float) -> PendingRecords:
+    """The write-behind buffer of `producer` (one per producer, made on first use with
+    `hold_s`)."""
     found = _pending.get(producer)
     if found is None:
-        found = _pending[producer] = PendingRecords(producer)
+        found = _pending[producer] = PendingRecords(producer, hold_s)
     return found
 
 

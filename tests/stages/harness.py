@@ -16,7 +16,7 @@ What is real and what stands in for Kafka:
   Each record gets the next offset of its partition (the recipient's murmur2 partition
   unless given) and a timestamp (now unless given), which is what windows use for time.
 - **Done** means acked: `put` returns once Faust has acked the record, i.e. once the stage
-  says the commit may pass it (a plain agent acks when it asks for the next record; the
+  says the commit may pass it (and then flushes the producer, as that commit would) (a plain agent acks when it asks for the next record; the
   provider sinks ack from their ack window when the send and its outcome are written).
   `test_context().put(wait=True)` is not used: for an agent that yields nothing it returns
   as soon as the record is taken from the channel, before it is processed.
@@ -208,7 +208,9 @@ class StageDriver:
         return event
 
     async def settle(self, events: Iterable[EventT]) -> None:
-        """Wait until every event is acked (the stage is done with it)."""
+        """Wait until every event is acked (the stage is done with it), then flush the
+        producer, as the commit that follows in a worker does: the table changelog records
+        the stage held back (tables/changelog.py) are then in `sent` too."""
         pending = list(events)
         deadline = asyncio.get_running_loop().time() + SETTLE_TIMEOUT_S
         while not all(e.message.acked for e in pending):
@@ -218,6 +220,7 @@ class StageDriver:
                 offsets = [e.message.offset for e in pending if not e.message.acked]
                 raise TimeoutError(f"{self.wrapper.name}: offsets {offsets} not acked")
             await asyncio.sleep(0.005)
+        await self.harness.producer.flush()
 
 
 class MemoryLog:

@@ -60,14 +60,16 @@ async def test_a_write_sets_the_row_at_once_and_its_record_at_the_next_flush(
     assert (tombstone.partition, tombstone.key, tombstone.value) == (2, b"e1", None)
 
 
-async def test_held_records_go_out_at_the_end_of_the_loop_turn_without_a_flush(
+async def test_held_records_go_out_after_the_hold_without_a_flush(
     stage: StageHarness, event_of_partition_2: Any
 ) -> None:
     table = stage.ctx.tables.seen_events
+    topic = table.changelog_topic.get_topic_name()
     await changelog.put(table, b"e1", SeenEvent(1, 1.0))
-    for _ in range(3):  # the scheduled submit, then its sends
-        await asyncio.sleep(0)
-    assert [r.key for r in stage.sent(table.changelog_topic.get_topic_name())] == [b"e1"]
+    await asyncio.sleep(0)
+    assert stage.sent(topic) == []
+    await asyncio.sleep(changelog.HOLD_S + 0.05)
+    assert [r.key for r in stage.sent(topic)] == [b"e1"]
 
 
 async def test_a_key_written_again_before_the_flush_sends_only_its_last_value(
@@ -136,7 +138,7 @@ async def test_a_flush_returns_only_once_every_held_record_is_with_the_producer(
 
     monkeypatch.setattr(stage.producer, "send", send)
     await changelog.put(table, b"k", SeenEvent(1, 1.0))
-    await asyncio.sleep(0)  # the loop-turn submit starts and waits in its send
+    await asyncio.sleep(changelog.HOLD_S + 0.05)  # the held submit starts, waits in its send
     flush = asyncio.create_task(stage.producer.flush())
     await asyncio.sleep(0.01)
     assert not flush.done()
