@@ -16,8 +16,9 @@ What is real and what stands in for Kafka:
   Each record gets the next offset of its partition (the recipient's murmur2 partition
   unless given) and a timestamp (now unless given), which is what windows use for time.
 - **Done** means acked: `put` returns once Faust has acked the record, i.e. once the stage
-  says the commit may pass it (and then flushes the producer, as that commit would) (a plain agent acks when it asks for the next record; the
-  provider sinks ack from their ack window when the send and its outcome are written).
+  says the commit may pass it (a plain agent acks when it asks for the next record; the
+  provider sinks ack from their ack window when the send and its outcome are written), and
+  then flushes the producer, as that commit would: held changelog records go out.
   `test_context().put(wait=True)` is not used: for an agent that yields nothing it returns
   as soon as the record is taken from the channel, before it is processed.
 - **What the stage produces** goes through the app's real topic objects and codecs to
