@@ -43,7 +43,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
             key = keys.user_key(c.recipient_id)
             ids = set(c.notification_ids)
             read = c.action is ClientAction.READ
-            # Read and written under the inbox's write lock: the in-app sink (another agent,
+            # Read and written with no wait between: the in-app sink (another agent,
             # or a route delivering in place) writes the same row (tables/changelog.py).
             old, _ = await changelog.update(inbox, key, partial(_marked, ids=ids, read=read))
             by_id = {item.notification_id: item for item in old or []}

@@ -137,7 +137,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
             d = self.delivery
             if result.outcome is Outcome.SENT:
                 row = LedgerEntry(time.time(), result.provider_message_id)
-                # Straight to the store and the changelog producer (tables/changelog.py): a
+                # Through tables/changelog.py (row at once, changelog record batched): a
                 # Faust table write cost ~250 µs and queued in Faust's producer buffer, whose
                 # fill (over 100 writes) holds back every stream of the worker.
                 await changelog.put(ledger, keys.ledger_key(d.recipient_id, d.delivery_id), row)

@@ -10,7 +10,8 @@ The guarantee is the one tables/changelog.py relies on: the batches sit in the s
 producer's accumulator, and Faust flushes that producer before it commits an offset, so
 the record being processed is never committed before the records it sent. Callers await
 `send_records` (it returns once every batch is queued), so the batches are queued before
-the event is acked.
+the event is acked. The table changelogs' write-behind (`PendingRecords`, below) sends its
+held records the same way.
 """
 
 from __future__ import annotations
@@ -29,34 +30,13 @@ log = logging.getLogger("clarion.record_batches")
 Record = tuple[int, bytes, bytes]  # (partition, key, value)
 
 
-async def send_records(producer: Any, topic: str, records: Iterable[Record]) -> int:
-    """Send `records` to `topic`, each to its own partition; returns how many were sent.
-
-    A producer other than Faust's aiokafka one (the stage tests' capturing producer) gets
-    one `send` per record: the same records, in the same order per partition."""
-    kafka = faust_internals.kafka_producer(producer)
-    if kafka is None:
-        count = 0
-        for partition, key, value in records:
-            await producer.send(topic, key, value, partition, None, None)
-            count += 1
-        return count
-    builders: dict[int, Any] = {}
-    count = 0
+async def send_records(producer: Any, topic: str, records: Iterable[Record]) -> None:
+    """Send `records` to `topic`, each to its own partition, in their order per partition."""
+    by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
     for partition, key, value in records:
-        builder = builders.get(partition)
-        if builder is None:
-            builder = builders[partition] = kafka.create_batch()
-        if builder.append(key=key, value=value, timestamp=None) is None:
-            # Full: queue it, and start the partition's next batch with this record.
-            _watch(await kafka.send_batch(builder, topic, partition=partition), topic)
-            builder = builders[partition] = kafka.create_batch()
-            if builder.append(key=key, value=value, timestamp=None) is None:
-                raise ValueError(f"{topic}: a record of {len(value)} bytes exceeds a batch")
-        count += 1
-    for partition, builder in builders.items():
-        _watch(await kafka.send_batch(builder, topic, partition=partition), topic)
-    return count
+        by_partition.setdefault(partition, []).append((key, value))
+    for partition, items in by_partition.items():
+        await _send_batches(producer, topic, partition, items)
 
 
 def _watch(sent: asyncio.Future[Any], topic: str) -> None:
@@ -125,7 +105,8 @@ class PendingRecords:
             on_written, self._on_written = self._on_written, {}
             for (topic, partition), records in held.items():
                 callback = on_written[(topic, partition)]
-                for sent in await _send_batches(self._producer, topic, partition, records):
+                batches = await _send_batches(self._producer, topic, partition, records.items())
+                for sent in batches:
                     sent.add_done_callback(functools.partial(_written, callback=callback))
 
 
@@ -151,18 +132,21 @@ async def submit_pending(producer: Any) -> None:
 
 
 async def _send_batches(
-    producer: Any, topic: str, partition: int, records: dict[bytes, bytes | None]
+    producer: Any, topic: str, partition: int, records: Iterable[tuple[bytes, bytes | None]]
 ) -> list[asyncio.Future[Any]]:
+    """`records` (key, value) onto one partition as whole record batches, in order; the
+    batches' futures. A producer other than Faust's aiokafka one (the stage tests'
+    capturing producer) gets one `send` per record."""
     kafka = faust_internals.kafka_producer(producer)
-    if kafka is None:  # the stage tests' producer: one send per record
+    if kafka is None:
         return [
-            await producer.send(topic, key, value, partition, None, None)
-            for key, value in records.items()
+            await producer.send(topic, key, value, partition, None, None) for key, value in records
         ]
     sent = []
     builder = kafka.create_batch()
-    for key, value in records.items():
+    for key, value in records:
         if builder.append(key=key, value=value, timestamp=None) is None:
+            # Full: queue it, and start the next batch with this record.
             sent.append(await kafka.send_batch(builder, topic, partition=partition))
             builder = kafka.create_batch()
             if builder.append(key=key, value=value, timestamp=None) is None:

@@ -18,20 +18,19 @@ changelog records its processing wrote.
 
 Order: a key's records must reach the changelog in the order its row was written, or a
 restore ends with an older value than the store had. A write puts the row and holds the
-record with no wait in between, the held records of a partition go out in the order they
-were held (a key written again moves to the end), and submits run one at a time; each
-table's writes still take one lock, which `update` holds across its read, change and
-write. All writes of a table take this one path (Faust's path would send at another time).
+record with no wait in between (so no other write can come between them), the held
+records of a partition go out in the order they were held (a key written again moves to
+the end), and submits run one at a time. All writes of a table take this one path
+(Faust's path would send at another time).
 The tables written here are `seen-events` (agents/ingest.py), `digests`
 (agents/digest.py), `ledger` (sinks/deliver.py), `inbox` (sinks/inapp.py,
 agents/confirm.py) and `followers` (agents/graph.py), and only through this module. A
-read-modify-write whose row another writer may change (the inbox) reads under the same
-lock (`update`).
+read-modify-write whose row another writer may change (the inbox) goes through `update`,
+which reads, changes and writes with no wait in between.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -44,25 +43,24 @@ from streams import faust_internals, record_batches
 
 async def put(table: Any, key: Any, value: Any) -> None:
     """`table[key] = value`, on the partition of the event being processed."""
-    await _write(table, key, value)
+    _write(table, key, value)
 
 
 async def delete(table: Any, key: Any) -> None:
     """`del table[key]` (a tombstone in the changelog), on the event's partition."""
-    await _write(table, key, None)
+    _write(table, key, None)
 
 
 async def update(table: Any, key: Any, change: Callable[[Any | None], Any]) -> tuple[Any, Any]:
-    """Read, change and write one row with no other write of the table in between (a
-    `table[key] = change(table.get(key))` that may wait for the producer). `change` gets the
-    row (None if absent) and returns the new one, or the row it was given to write nothing.
-    Returns (old, new)."""
-    async with _lock(table):
-        old = table.get(key)
-        new = change(old)
-        if new is not old:
-            await _write_in_order(table, key, new)
-        return old, new
+    """Read, change and write one row with no other write of the table in between
+    (`table[key] = change(table.get(key))`: nothing here waits, so no other task runs
+    between the read and the write). `change` gets the row (None if absent) and returns the
+    new one, or the row it was given to write nothing. Returns (old, new)."""
+    old = table.get(key)
+    new = change(old)
+    if new is not old:
+        _write(table, key, new)
+    return old, new
 
 
 # How long a changelog record is held for more writes before it is sent (a commit sends it
@@ -71,23 +69,9 @@ async def update(table: Any, key: Any, change: Callable[[Any | None], Any]) -> t
 # throughput benchmark, CPU per event 1,212 µs with no hold, 1,110 µs with 0.1 s.
 HOLD_S = 0.1
 
-# One lock per table (by identity: a table lives as long as its app).
-_locks: dict[int, asyncio.Lock] = {}
 
-
-def _lock(table: Any) -> asyncio.Lock:
-    lock = _locks.get(id(table))
-    if lock is None:
-        lock = _locks[id(table)] = asyncio.Lock()
-    return lock
-
-
-async def _write(table: Any, key: Any, value: Any | None) -> None:
-    async with _lock(table):
-        await _write_in_order(table, key, value)
-
-
-async def _write_in_order(table: Any, key: Any, value: Any | None) -> None:
+def _write(table: Any, key: Any, value: Any | None) -> None:
+    # No await in here: the row and its held record are written with no other write between.
     event = current_event()
     if event is None:
         raise RuntimeError(f"{table.name}: a table row is written while processing a record")
