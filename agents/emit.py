@@ -21,7 +21,7 @@ from schemas.notifications import Delivery, Notification, ReceiptStatus
 from schemas.users import ContactPoints, Preferences
 from streams import metrics, receipts
 from streams.in_place import IN_PLACE_HEADERS
-from tables import keys, presence
+from tables import changelog, keys, presence
 from tables.rows import BucketRow
 
 if TYPE_CHECKING:
@@ -32,9 +32,18 @@ def profile(
     ctx: StageContext, recipient_id: str
 ) -> tuple[Preferences | None, ContactPoints | None]:
     """The recipient's tables, read from the partition being processed (co-partitioned)."""
-    preferences, contacts = ctx.tables.preferences, ctx.tables.contacts
-    key = keys.user_key(recipient_id)
-    return preferences.get(key), contacts.get(key)
+    return preferences(ctx, recipient_id), contacts(ctx, recipient_id)
+
+
+def preferences(ctx: StageContext, recipient_id: str) -> Preferences | None:
+    value: Preferences | None = changelog.get(ctx.tables.preferences, keys.user_key(recipient_id))
+    return value
+
+
+def contacts(ctx: StageContext, recipient_id: str) -> ContactPoints | None:
+    """Read only for what is delivered now: a notification folded into a window needs none."""
+    value: ContactPoints | None = changelog.get(ctx.tables.contacts, keys.user_key(recipient_id))
+    return value
 
 
 def plan(

@@ -96,7 +96,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
                 metrics.events_rekeyed.inc()
                 return
         seen_key = keys.seen_key(decoded.event_id)
-        if is_duplicate(seen_events.get(seen_key), source, offset):
+        if is_duplicate(changelog.get(seen_events, seen_key), source, offset):
             metrics.events_duplicate.labels(decoded.type).inc()
             return
         await changelog.put(seen_events, seen_key, SeenEvent(offset, now.timestamp(), source))

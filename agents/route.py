@@ -43,7 +43,7 @@ async def route_one(ctx: StageContext, lane: Lane, n: Notification, message: Mes
     if lane is Lane.BULK and _backlog(ctx, message) > _settings.bulk_shed_lag:
         await emit.drop(ctx, n, ReceiptStatus.THROTTLED, "shed_under_pressure", now)
         return
-    prefs, contact = emit.profile(ctx, n.recipient_id)
+    prefs = emit.preferences(ctx, n.recipient_id)
     rule = ctx.rules.for_category(n.category)
     decision = decide(n, rule, prefs, datetime.fromtimestamp(now, UTC))
     match decision.route:
@@ -53,6 +53,7 @@ async def route_one(ctx: StageContext, lane: Lane, n: Notification, message: Mes
             assert decision.window_s is not None
             await digest.gather(ctx, n, decision.window_s, decision.hold_until, message, ts)
         case Route.DELIVER:
+            contact = emit.contacts(ctx, n.recipient_id)
             plan = emit.plan(ctx, n, prefs, contact, now)
             await emit.emit(ctx, plan, n, prefs, now, limited=lane is not Lane.CRITICAL)
 

@@ -41,6 +41,12 @@ from faust.types import TP
 from streams import faust_internals, record_batches
 
 
+def get(table: Any, key: Any) -> Any | None:
+    """`table.get(key)`, read from the partition of the event being processed with one
+    store read (the hot path's lookups: dedupe, preferences, contacts)."""
+    return faust_internals.store_get(table, key)
+
+
 async def put(table: Any, key: Any, value: Any) -> None:
     """`table[key] = value`, on the partition of the event being processed."""
     _write(table, key, value)
