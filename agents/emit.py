@@ -19,7 +19,7 @@ from schemas.common import Channel, Lane
 from schemas.control import EscalationStep
 from schemas.notifications import Delivery, Notification, ReceiptStatus
 from schemas.users import ContactPoints, Preferences
-from streams import metrics, receipts
+from streams import metrics, receipts, record_batches
 from streams.in_place import IN_PLACE_HEADERS
 from tables import changelog, keys, presence
 from tables.rows import BucketRow
@@ -136,11 +136,13 @@ async def emit(
         else:
             topic = topics.deliveries[(delivery.channel, n.lane)]
             in_place = ctx.in_place.get(delivery.channel, n.lane)
+            # Sent with the loop turn's other records as one batch per partition
+            # (streams/record_batches.py: send_soon), not one Faust send each.
             if in_place is None:
-                futures.append(await topic.send(key=key, value=delivery))
+                futures.append(record_batches.send_soon(topic, key, delivery))
             else:  # delivered here; the record is the log of it (streams/in_place.py)
                 futures.append(await in_place(delivery))
-                futures.append(await topic.send(key=key, value=delivery, headers=IN_PLACE_HEADERS))
+                futures.append(record_batches.send_soon(topic, key, delivery, IN_PLACE_HEADERS))
             metrics.delivery_planned(delivery)
     if p.receipt is not None:  # counted as a dropped notification by receipts.send
         futures.append(await receipts.send(ctx, p.receipt))

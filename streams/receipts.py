@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from logic import receipts
 from schemas.notifications import Delivery, Receipt, ReceiptStatus
-from streams import metrics
+from streams import metrics, record_batches
 
 if TYPE_CHECKING:
     from streams.topics import Topics
@@ -25,7 +25,8 @@ class HasTopics(Protocol):
 async def send(ctx: HasTopics, receipt: Receipt) -> Awaitable[Any]:
     """Send `receipt`; the returned future resolves when the broker has it."""
     metrics.receipt_sent(receipt)
-    return await ctx.topics.receipts.send(key=receipt.recipient_id.encode(), value=receipt)
+    # One batch per partition with the turn's other records (streams/record_batches.py).
+    return record_batches.send_soon(ctx.topics.receipts, receipt.recipient_id.encode(), receipt)
 
 
 async def record(

@@ -20,21 +20,26 @@ import asyncio
 import functools
 import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from logic.partitioning import partition_of
 from streams import faust_internals
 
 log = logging.getLogger("clarion.record_batches")
 
 Record = tuple[int, bytes, bytes]  # (partition, key, value)
+Headers = Sequence[tuple[str, bytes]]
+Outgoing = tuple[bytes | None, bytes | None, Headers]  # (key, value, headers) on one partition
+# aiokafka's (Cython) batch builder takes headers as a list only; this one is never changed.
+_NO_HEADERS: Headers = []
 
 
 async def send_records(producer: Any, topic: str, records: Iterable[Record]) -> None:
     """Send `records` to `topic`, each to its own partition, in their order per partition."""
-    by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+    by_partition: dict[int, list[Outgoing]] = {}
     for partition, key, value in records:
-        by_partition.setdefault(partition, []).append((key, value))
+        by_partition.setdefault(partition, []).append((key, value, _NO_HEADERS))
     for partition, items in by_partition.items():
         await _send_batches(producer, topic, partition, items)
 
@@ -105,9 +110,128 @@ class PendingRecords:
             on_written, self._on_written = self._on_written, {}
             for (topic, partition), records in held.items():
                 callback = on_written[(topic, partition)]
-                batches = await _send_batches(self._producer, topic, partition, records.items())
+                batches = await _send_batches(
+                    self._producer,
+                    topic,
+                    partition,
+                    ((k, v, _NO_HEADERS) for k, v in records.items()),
+                )
                 for sent in batches:
                     sent.add_done_callback(functools.partial(_written, callback=callback))
+
+
+# -- records sent at the end of the loop's turn -------------------------------------------------
+
+
+class OutgoingRecords:
+    """Topic records (deliveries, receipts) handed to the producer as whole batches once the
+    event loop's current turn is over: every record sent while the stages ran in that turn
+    (an agent handles many buffered events without yielding) goes in one batch per
+    partition, instead of through Faust's `send` (a FutureMessage, a PendingMessage and a
+    future per record; in the full-pipeline benchmark about a tenth of the worker's CPU).
+    Nothing waits to fill a batch: the submit is the next thing the loop runs.
+
+    Every record is kept, in order (unlike `PendingRecords`). `add` returns a future that
+    resolves once the broker has the record's batch. The producer's flush submits whatever
+    is left first, so a commit never passes an event whose records are still here."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self._held: dict[tuple[str, int], list[Outgoing]] = {}
+        self._done: dict[tuple[str, int], asyncio.Future[None]] = {}
+        self._lock = asyncio.Lock()
+        self._scheduled = False
+
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers = _NO_HEADERS,
+    ) -> asyncio.Future[None]:
+        tp = (topic, partition)
+        held = self._held.get(tp)
+        if held is None:
+            held = self._held[tp] = []
+            done = self._done[tp] = asyncio.get_running_loop().create_future()
+            done.add_done_callback(_retrieved)
+        else:
+            done = self._done[tp]
+        held.append((key, value, headers))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_submit)
+        return done
+
+    def _start_submit(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.submit())
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+
+    async def submit(self) -> None:
+        """Hand every held record to the producer; returns once they are in its buffer."""
+        async with self._lock:
+            self._scheduled = False
+            held, self._held = self._held, {}
+            done, self._done = self._done, {}
+            for (topic, partition), records in held.items():
+                future = done[(topic, partition)]
+                try:
+                    batches = await _send_batches(self._producer, topic, partition, records)
+                except Exception as exc:  # e.g. a record larger than a batch
+                    future.set_exception(exc)
+                    continue
+                _when_all(batches, future)
+
+
+def _when_all(batches: list[asyncio.Future[Any]], done: asyncio.Future[None]) -> None:
+    """Resolve `done` once every batch is written (with the first failure, if one fails)."""
+    left = len(batches)
+
+    def _one(sent: asyncio.Future[Any]) -> None:
+        nonlocal left
+        if done.done():
+            return
+        if sent.cancelled() or sent.exception() is not None:
+            done.set_exception(sent.exception() or asyncio.CancelledError())
+            return
+        left -= 1
+        if left == 0:
+            done.set_result(None)
+
+    for sent in batches:
+        sent.add_done_callback(_one)
+
+
+def _retrieved(done: asyncio.Future[None]) -> None:
+    # A failed batch is logged by _failed; callers that never await the future (a stage
+    # that does not wait for the broker) must not make asyncio report it again.
+    if not done.cancelled():
+        done.exception()
+
+
+_outgoing: weakref.WeakKeyDictionary[Any, OutgoingRecords] = weakref.WeakKeyDictionary()
+
+
+def send_soon(
+    topic: Any, key: bytes, value: Any, headers: Headers = _NO_HEADERS
+) -> asyncio.Future[None]:
+    """`topic.send(key=key, value=value, headers=headers)` through the end-of-turn batch:
+    the value encoded by the topic's codec, to the partition Faust's producer would pick
+    for the key (murmur2 over the raw user-id key). The future resolves once the broker
+    has it."""
+    raw, _ = topic.prepare_value(value, None)
+    partition = partition_of(key.decode(), topic.partitions)
+    return outgoing(topic.app.producer).add(topic.get_topic_name(), partition, key, raw, headers)
+
+
+def outgoing(producer: Any) -> OutgoingRecords:
+    """The end-of-turn batch of `producer` (one per producer, made on first use)."""
+    found = _outgoing.get(producer)
+    if found is None:
+        found = _outgoing[producer] = OutgoingRecords(producer)
+    return found
 
 
 # Submit tasks in flight (the loop keeps only weak references to tasks).
@@ -126,30 +250,35 @@ def pending(producer: Any, hold_s: float) -> PendingRecords:
 
 async def submit_pending(producer: Any) -> None:
     """Hand `producer` every record held for it (before it is flushed)."""
+    sending = _outgoing.get(producer)
+    if sending is not None:
+        await sending.submit()
     found = _pending.get(producer)
     if found is not None:
         await found.submit()
 
 
 async def _send_batches(
-    producer: Any, topic: str, partition: int, records: Iterable[tuple[bytes, bytes | None]]
+    producer: Any, topic: str, partition: int, records: Iterable[Outgoing]
 ) -> list[asyncio.Future[Any]]:
-    """`records` (key, value) onto one partition as whole record batches, in order; the
-    batches' futures. A producer other than Faust's aiokafka one (the stage tests'
+    """`records` (key, value, headers) onto one partition as whole record batches, in order;
+    the batches' futures. A producer other than Faust's aiokafka one (the stage tests'
     capturing producer) gets one `send` per record."""
     kafka = faust_internals.kafka_producer(producer)
     if kafka is None:
         return [
-            await producer.send(topic, key, value, partition, None, None) for key, value in records
+            await producer.send(topic, key, value, partition, None, list(headers))
+            for key, value, headers in records
         ]
     sent = []
     builder = kafka.create_batch()
-    for key, value in records:
-        if builder.append(key=key, value=value, timestamp=None) is None:
+    for key, value, given in records:
+        headers = given if isinstance(given, list) else list(given)
+        if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
             # Full: queue it, and start the next batch with this record.
             sent.append(await kafka.send_batch(builder, topic, partition=partition))
             builder = kafka.create_batch()
-            if builder.append(key=key, value=value, timestamp=None) is None:
+            if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 raise ValueError(f"{topic}: a record of {len(value or b'')} bytes exceeds a batch")
     sent.append(await kafka.send_batch(builder, topic, partition=partition))
     for future in sent:
