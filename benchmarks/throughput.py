@@ -48,17 +48,21 @@ from benchmarks.common import (
 )
 from benchmarks.profile import sampling, stage_shares
 from devenv.traffic import EVENT_MIX, make_event, user_ids
+from logic import rules as rules_module
 from schemas.common import Channel, Lane
 from streams.admin import ensure_topics
 from streams.catalog import (
     DLQ_EVENTS,
+    ESCALATIONS,
     INGRESS,
     INGRESS_FOR_TYPE,
     RECEIPTS,
+    RETRIES,
     TopicSpec,
     delivery_topic,
     lane_topic,
 )
+from tables import keys
 
 # live_started is parked on `broadcasts` and yields no delivery: not part of this pipeline.
 MIX = [(kind, weight) for kind, weight in EVENT_MIX if kind != "live_started"]
@@ -200,9 +204,11 @@ async def clarion_pipeline(
 ) -> dict[str, Any]:
     """Start a worker, seed profiles, then produce every event as fast as possible and time
     from the worker's first output record until it has routed every event."""
+    extra_env = {"CLARION_RULES_PATH": str(full_pipeline_rules(workdir, args))} if args.full else {}
     async with clarion_worker(
-        bootstrap, workdir, args.partitions, "throughput", args.worker_loglevel
-    ) as clarion:
+        bootstrap, workdir, args.partitions, "throughput", args.worker_loglevel,
+        extra_env=extra_env,
+    ) as clarion:  # fmt: skip
         await seed_profiles(clarion, profiles, timeout_s=30)
         log.info("clarion: %d profiles applied", len(profiles))
         cpu_before = clarion.cpu_seconds()
@@ -216,7 +222,10 @@ async def clarion_pipeline(
                     producer, [(clarion.topic(i.ingress), i.key, i.value) for i in inputs]
                 )
             log.info("clarion: produced %d events in %.2f s", len(inputs), produce_s)
-            figures = await _wait_and_measure(clarion, len(inputs), args.stall)
+            if args.full:
+                figures = await _wait_full_pipeline(clarion, len(inputs), args)
+            else:
+                figures = await _wait_and_measure(clarion, len(inputs), args.stall)
             cpu_after, cpu_wall = clarion.cpu_seconds(), time.time() - produce_started
     figures["input_events_per_s"] = round(len(inputs) / produce_s, 1)
     first_output, last_output = figures.pop("first_output_ts"), figures.pop("last_output_ts")
@@ -234,6 +243,8 @@ async def clarion_pipeline(
         # ~1.0 means the (single-threaded) worker was CPU-bound the whole time.
         figures["worker_cpu_utilisation"] = round((cpu_after - cpu_before) / cpu_wall, 2)
         figures["cpu_us_per_event"] = round((cpu_after - cpu_before) / len(inputs) * 1e6, 1)
+        # Events the worker handles per second of its own CPU (one core fully busy).
+        figures["events_per_worker_core_s"] = round(len(inputs) / (cpu_after - cpu_before), 1)
         if args.profile:
             # Each stage's share of the sampled CPU, as µs of worker CPU per input event.
             figures["stage_cpu_us_per_event"] = {
@@ -305,6 +316,99 @@ async def _wait_and_measure(clarion: Clarion, events: int, stall_s: float) -> di
         }
 
 
+def full_pipeline_rules(workdir: Path, args: argparse.Namespace) -> Path:
+    """The packaged rules with every window and escalation `--full-window-s` long and the
+    rate limits lifted, so that every window closes, every escalation step comes due and
+    every delivery is sunk within the run (no window waits an hour for a token)."""
+    text = (Path(rules_module.__file__).parent / "rules.toml").read_text()
+    w = f"{args.full_window_s:g}"
+    text = re.sub(r"(?m)^(window_s|confirm_within_s) = \d+", rf"\1 = {w}", text)
+    text = re.sub(r"per_hour = \d+, burst = \d+", "per_hour = 100000000, burst = 1000000", text)
+    path = workdir / "full-pipeline-rules.toml"
+    path.write_text(text)
+    return path
+
+
+async def _wait_full_pipeline(
+    clarion: Clarion, events: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Wait until the whole pipeline has drained: every ingress, lane, delivery, escalation
+    and retry record committed by the worker's group (routed, flushed, sunk), no delivery,
+    receipt or escalation written for three window lengths, and no window left open."""
+    ingress = [clarion.topic(name) for name in INGRESS]
+    lanes = [clarion.topic(lane_topic(lane)) for lane in Lane]
+    deliveries = [clarion.topic(delivery_topic(ch, lane)) for ch in Channel for lane in Lane]
+    receipts = clarion.topic(RECEIPTS)
+    later = [clarion.topic(ESCALATIONS), clarion.topic(RETRIES)]
+    consumed = ingress + lanes + deliveries + later
+    outputs = [*deliveries, receipts, *later]
+    quiet_s = 3 * args.full_window_s + 3
+    async with (
+        offsets_reader(clarion.bootstrap) as reader,
+        kafka_admin(clarion.bootstrap) as admin,
+    ):
+        written, since, last_log, stalled = -1, time.monotonic(), 0.0, time.monotonic()
+        lag = -1
+        while True:
+            now = time.monotonic()
+            count = await record_count(reader, outputs)
+            new_lag = await group_lag(admin, reader, clarion.app_id, consumed)
+            if count != written or new_lag != lag:
+                written, lag, since = count, new_lag, now
+                stalled = now
+            if lag == 0 and now - since > quiet_s and await record_count(reader, ingress) >= events:
+                break
+            if now - stalled > args.stall + quiet_s:
+                log.warning("clarion: no progress (lag %d); log tail:\n%s", lag,
+                            clarion.worker.log_tail())  # fmt: skip
+                break
+            if now - last_log > 5:
+                last_log = now
+                log.info("clarion: %d records not yet consumed, %d written", lag, count)
+            await asyncio.sleep(0.25)
+        changelogs = [
+            t
+            for t in await admin.list_topics()
+            if t.startswith(clarion.app_id + "-") and t.endswith("-changelog")
+        ]
+        return {
+            "complete": lag == 0,
+            "events": events,
+            "lane_records": await record_count(reader, lanes),
+            "deliveries": await record_count(reader, deliveries),
+            "deliveries_not_yet_sunk": await group_lag(admin, reader, clarion.app_id, deliveries),
+            "receipts": await record_count(reader, [receipts]),
+            "receipts_by_status": await statuses(reader, receipts),
+            "dead_lettered": await record_count(reader, [clarion.topic(DLQ_EVENTS)]),
+            "windows_left_open": await open_windows(reader, clarion.changelog("digests")),
+            "first_output_ts": await edge_timestamp(
+                reader, [*outputs, *lanes, *changelogs], last=False
+            ),
+            "last_output_ts": await edge_timestamp(reader, outputs, last=True),
+        }
+
+
+async def open_windows(consumer: AIOKafkaConsumer, changelog: str) -> int:
+    """Windows still open at the end: keys of the digests changelog whose last record is
+    not a tombstone, leaving out the per-partition progress rows."""
+    tps = await partitions_of(consumer, changelog)
+    ends = await consumer.end_offsets(tps)
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    last: dict[bytes, bool] = {}
+    remaining = dict(ends)
+    deadline = time.monotonic() + 60
+    while any(left > 0 for left in remaining.values()) and time.monotonic() < deadline:
+        batch = await consumer.getmany(timeout_ms=500)
+        for tp, records in batch.items():
+            remaining[tp] = ends[tp] - (records[-1].offset + 1)
+            for r in records:
+                if r.key is not None and keys.digest_progress_partition(r.key) is None:
+                    last[r.key] = r.value is not None
+    consumer.unsubscribe()
+    return sum(last.values())
+
+
 async def statuses(consumer: AIOKafkaConsumer, topic: str) -> dict[str, int]:
     """Receipts per status (delivered, sent, throttled, suppressed…), read after the run."""
     tps = await partitions_of(consumer, topic)
@@ -361,6 +465,8 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
          raw["events_per_s"], figures["ratio_to_bare_faust"], figures["ratio_events_per_s"]),
         ("CPU µs per event", clarion.get("cpu_us_per_event"), bare["cpu_us_per_event"],
          "-", "-", "-"),
+        ("events per second of worker CPU (per core)", clarion.get("events_per_worker_core_s"),
+         "-", "-", "-", "-"),
         ("deliveries/s", clarion.get("deliveries_per_s"), "-", "-", "-", "-"),
         ("receipts/s", clarion.get("receipts_per_s"), "-", "-", "-", "-"),
         ("measured span (s)", clarion.get("seconds"), bare["seconds"], raw["seconds"], "-", "-"),
@@ -386,7 +492,13 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
         ),
         f"Clarion: {clarion['lane_records']} lane records, {clarion['deliveries']} "
         f"deliveries, {clarion['receipts']} receipts ({by_status}), "
-        f"{clarion['dead_lettered']} dead-lettered; complete: {clarion['complete']}.",
+        f"{clarion['dead_lettered']} dead-lettered; complete: {clarion['complete']}"
+        + (
+            f"; full pipeline (windows {args.full_window_s:g} s, rate limits lifted), windows "
+            f"left open: {clarion['windows_left_open']}."
+            if args.full
+            else "."
+        ),
         stage_table,
         "Clarion is timed from the first to the last record the worker wrote (lane records, "
         "deliveries, receipts, table changelogs) once its consumer group has committed "
@@ -418,6 +530,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="sample the worker with py-spy and report CPU µs per event per stage",
     )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="the full pipeline: windows and escalations --full-window-s long, rate limits "
+        "lifted, timed until every window is flushed and every delivery sunk",
+    )
+    parser.add_argument("--full-window-s", type=float, default=5.0)
     parser.add_argument(
         "--worker-loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"]
     )
