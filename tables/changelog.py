@@ -62,7 +62,7 @@ async def update(table: Any, key: Any, change: Callable[[Any | None], Any]) -> t
     (`table[key] = change(table.get(key))`: nothing here waits, so no other task runs
     between the read and the write). `change` gets the row (None if absent) and returns the
     new one, or the row it was given to write nothing. Returns (old, new)."""
-    old = table.get(key)
+    old = faust_internals.store_get(table, key)
     new = change(old)
     if new is not old:
         _write(table, key, new)

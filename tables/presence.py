@@ -12,7 +12,7 @@ from logic.presence import Lease, Presence, gateway_partition, online_gateways
 from schemas.notifications import InboxItem
 from schemas.presence import GatewayPush
 from streams import catalog
-from tables import keys
+from tables import changelog, keys
 from tables.rows import LeaseRow
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def lease_of(ctx: TablesAndTopics, gateway_id: str) -> Lease | None:
     # Every partition holds its own copy of each lease row (the gateway sends its LEASE to
     # each one), so the lookup reads the store of the partition being processed.
-    row = ctx.tables.presence.get(keys.lease_key(gateway_id))
+    row = changelog.get(ctx.tables.presence, keys.lease_key(gateway_id))
     return (row.epoch, row.expires_at) if isinstance(row, LeaseRow) else None
 
 
@@ -32,7 +32,7 @@ def leases(ctx: TablesAndTopics) -> Callable[[str], Lease | None]:
 
 
 def state_of(ctx: TablesAndTopics, user_id: str) -> Presence:
-    row = ctx.tables.presence.get(keys.user_key(user_id))
+    row = changelog.get(ctx.tables.presence, keys.user_key(user_id))
     return dict(row) if isinstance(row, dict) else {}
 
 
