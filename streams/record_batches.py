@@ -60,7 +60,51 @@ def _failed(sent: asyncio.Future[Any], topic: str) -> None:
 Written = Callable[[int], None]  # called with the base offset of the batch the record went in
 
 
-class PendingRecords:
+class SubmitFailed(RuntimeError):
+    """Records a submit had taken never reached the producer: no later commit may pass the
+    events that wrote them."""
+
+
+class _Submits:
+    """Submits run one at a time (a partition's batches reach the producer in the order
+    their records were added). A submit that fails has already taken its records out of the
+    buffer, so they are lost to the producer: from then on every submit raises, and with it
+    the producer's flush that Faust awaits before each commit, so the worker stops rather
+    than commit past them, and the events are read again after the restart."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._scheduled = False
+        self._failed: BaseException | None = None
+
+    def _start_submit(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.submit())
+        _tasks.add(task)
+        task.add_done_callback(_submitted)
+
+    async def submit(self) -> None:
+        """Hand every held record to the producer; returns once they are in its buffer."""
+        async with self._lock:
+            if self._failed is not None:
+                raise SubmitFailed("an earlier submit lost its records") from self._failed
+            self._scheduled = False
+            try:
+                await self._submit_held()
+            except Exception as exc:
+                self._failed = exc
+                raise SubmitFailed(f"records not handed to the producer: {exc!r}") from exc
+
+    async def _submit_held(self) -> None:
+        raise NotImplementedError
+
+
+def _submitted(task: asyncio.Task[None]) -> None:
+    _tasks.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s (the next commit will fail)", task.exception())
+
+
+class PendingRecords(_Submits):
     """Records handed to the producer later, as whole batches: the last value of each key of
     each (topic, partition), so a key written many times between two submits (a window
     folding a burst of likes) costs one record.
@@ -76,12 +120,11 @@ class PendingRecords:
     """
 
     def __init__(self, producer: Any, hold_s: float) -> None:
+        super().__init__()
         self._producer = producer
         self._hold_s = hold_s
         self._held: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
         self._on_written: dict[tuple[str, int], Written] = {}
-        self._lock = asyncio.Lock()
-        self._scheduled = False
 
     def add(
         self, topic: str, partition: int, key: bytes, value: bytes | None, on_written: Written
@@ -97,33 +140,21 @@ class PendingRecords:
             self._scheduled = True
             asyncio.get_running_loop().call_later(self._hold_s, self._start_submit)
 
-    def _start_submit(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.submit())
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
-
-    async def submit(self) -> None:
-        """Hand every held record to the producer; returns once they are in its buffer."""
-        async with self._lock:
-            self._scheduled = False
-            held, self._held = self._held, {}
-            on_written, self._on_written = self._on_written, {}
-            for (topic, partition), records in held.items():
-                callback = on_written[(topic, partition)]
-                batches = await _send_batches(
-                    self._producer,
-                    topic,
-                    partition,
-                    ((k, v, _NO_HEADERS) for k, v in records.items()),
-                )
-                for sent in batches:
-                    sent.add_done_callback(functools.partial(_written, callback=callback))
+    async def _submit_held(self) -> None:
+        held, self._held = self._held, {}
+        on_written, self._on_written = self._on_written, {}
+        for (topic, partition), records in held.items():
+            callback = on_written[(topic, partition)]
+            items = ((k, v, _NO_HEADERS) for k, v in records.items())
+            batches = await _send_batches(self._producer, topic, partition, items)
+            for sent in batches:
+                sent.add_done_callback(functools.partial(_written, callback=callback))
 
 
 # -- records sent at the end of the loop's turn -------------------------------------------------
 
 
-class OutgoingRecords:
+class OutgoingRecords(_Submits):
     """Topic records (deliveries, receipts) handed to the producer as whole batches once the
     event loop's current turn is over: every record sent while the stages ran in that turn
     (an agent handles many buffered events without yielding) goes in one batch per
@@ -136,11 +167,10 @@ class OutgoingRecords:
     is left first, so a commit never passes an event whose records are still here."""
 
     def __init__(self, producer: Any) -> None:
+        super().__init__()
         self._producer = producer
         self._held: dict[tuple[str, int], list[Outgoing]] = {}
         self._done: dict[tuple[str, int], asyncio.Future[None]] = {}
-        self._lock = asyncio.Lock()
-        self._scheduled = False
 
     def add(
         self,
@@ -164,25 +194,21 @@ class OutgoingRecords:
             asyncio.get_running_loop().call_soon(self._start_submit)
         return done
 
-    def _start_submit(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.submit())
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
-
-    async def submit(self) -> None:
-        """Hand every held record to the producer; returns once they are in its buffer."""
-        async with self._lock:
-            self._scheduled = False
-            held, self._held = self._held, {}
-            done, self._done = self._done, {}
-            for (topic, partition), records in held.items():
-                future = done[(topic, partition)]
-                try:
-                    batches = await _send_batches(self._producer, topic, partition, records)
-                except Exception as exc:  # e.g. a record larger than a batch
-                    future.set_exception(exc)
-                    continue
-                _when_all(batches, future)
+    async def _submit_held(self) -> None:
+        held, self._held = self._held, {}
+        done, self._done = self._done, {}
+        failed: Exception | None = None
+        for (topic, partition), records in held.items():
+            future = done[(topic, partition)]
+            try:
+                batches = await _send_batches(self._producer, topic, partition, records)
+            except Exception as exc:  # the records of every partition are still answered
+                future.set_exception(exc)
+                failed = failed or exc
+                continue
+            _when_all(batches, future)
+        if failed is not None:
+            raise failed
 
 
 def _when_all(batches: list[asyncio.Future[Any]], done: asyncio.Future[None]) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
+
 from logic.partitioning import partition_of
 from schemas.common import Category, Channel, Lane
 from schemas.notifications import Delivery, Target
@@ -47,7 +49,8 @@ async def test_a_failed_send_fails_the_future_of_its_records(stage: StageHarness
     sending = record_batches.OutgoingRecords(stage.producer)
     stage.producer.send = refuse  # type: ignore[method-assign]
     done = sending.add("t", 0, b"k", b"v")
-    await sending.submit()
+    with pytest.raises(record_batches.SubmitFailed):
+        await sending.submit()
     assert isinstance(done.exception(), RuntimeError)
 
 
@@ -67,3 +70,26 @@ async def test_send_soon_encodes_with_the_topic_codec_on_the_key_partition(
     assert record.key == b"u-42"
     assert Delivery.model_validate_json(record.value) == d
     assert record.headers == dict(IN_PLACE_HEADERS)
+
+
+async def test_after_records_are_lost_to_a_failed_submit_every_flush_fails(
+    stage: StageHarness,
+) -> None:
+    """The records a failed submit took are gone from the buffer: the producer's flush,
+    which Faust awaits before every commit, must fail from then on so that no commit
+    passes the events that wrote them (the worker stops and reads them again)."""
+
+    async def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("broker said no")
+
+    sending = record_batches.outgoing(stage.producer)
+    pending = record_batches.pending(stage.producer, 0.1)
+    send = stage.producer.send
+    stage.producer.send = refuse  # type: ignore[method-assign]
+    sending.add("t", 0, b"k", b"v")
+    pending.add("c", 0, b"k", b"v", lambda offset: None)
+    with pytest.raises(record_batches.SubmitFailed):
+        await stage.producer.flush()
+    stage.producer.send = send  # type: ignore[method-assign]
+    with pytest.raises(record_batches.SubmitFailed):
+        await stage.producer.flush()
