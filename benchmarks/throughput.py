@@ -15,6 +15,7 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,11 +263,8 @@ async def _wait_and_measure(clarion: Clarion, events: int, stall_s: float) -> di
     Not "until every receipt is in": since aggregation, social and bulk notifications sit
     in 30-60 s (marketing: 1 h) windows by design, and the ticks flushing them keep
     producing deliveries long after the input is absorbed."""
-    ingress = [clarion.topic(name) for name in INGRESS]
-    lanes = [clarion.topic(lane_topic(lane)) for lane in Lane]
-    deliveries = [clarion.topic(delivery_topic(ch, lane)) for ch in Channel for lane in Lane]
+    ingress, lanes, deliveries, receipts = _pipeline_topics(clarion)
     routed = ingress + lanes
-    receipts = clarion.topic(RECEIPTS)
     async with (
         offsets_reader(clarion.bootstrap) as reader,
         kafka_admin(clarion.bootstrap) as admin,
@@ -294,26 +292,49 @@ async def _wait_and_measure(clarion: Clarion, events: int, stall_s: float) -> di
         # The span: from the first record the worker wrote (ingest routes in place, so that
         # is a delivery, receipt, lane record or table changelog) to the last. The end is
         # taken right away; Faust commits every 2.8 s, so it is known to within that.
-        changelogs = [
-            t
-            for t in await admin.list_topics()
-            if t.startswith(clarion.app_id + "-") and t.endswith("-changelog")
-        ]
-        outputs = [*lanes, *deliveries, receipts, *changelogs]
-        return {
-            "complete": lag == 0,
-            "events": events,
-            # Notifications that crossed a lane topic (the rest were routed in place).
-            "lane_records": await record_count(reader, lanes),
-            "deliveries": await record_count(reader, deliveries),
-            # Deliveries the sinks had not finished when route had: small if they keep up.
-            "deliveries_not_yet_sunk": await group_lag(admin, reader, clarion.app_id, deliveries),
-            "receipts": await record_count(reader, [receipts]),
-            "receipts_by_status": await statuses(reader, receipts),
-            "dead_lettered": await record_count(reader, [clarion.topic(DLQ_EVENTS)]),
+        outputs = [*lanes, *deliveries, receipts, *await _changelogs(admin, clarion)]
+        return await _counts(admin, reader, clarion, events, lag) | {
             "first_output_ts": await edge_timestamp(reader, outputs, last=False),
             "last_output_ts": await edge_timestamp(reader, outputs, last=True),
         }
+
+
+def _pipeline_topics(clarion: Clarion) -> tuple[list[str], list[str], list[str], str]:
+    """The worker's ingress, lane and delivery topics, and its receipts topic."""
+    return (
+        [clarion.topic(name) for name in INGRESS],
+        [clarion.topic(lane_topic(lane)) for lane in Lane],
+        [clarion.topic(delivery_topic(ch, lane)) for ch in Channel for lane in Lane],
+        clarion.topic(RECEIPTS),
+    )
+
+
+async def _changelogs(admin: Any, clarion: Clarion) -> list[str]:
+    """The worker's table changelog topics ("<app id>-<table>-changelog")."""
+    return [
+        t
+        for t in await admin.list_topics()
+        if t.startswith(clarion.app_id + "-") and t.endswith("-changelog")
+    ]
+
+
+async def _counts(
+    admin: Any, reader: AIOKafkaConsumer, clarion: Clarion, events: int, lag: int
+) -> dict[str, Any]:
+    """What the worker wrote, read after either wait (`lag`: records it had not committed)."""
+    _, lanes, deliveries, receipts = _pipeline_topics(clarion)
+    return {
+        "complete": lag == 0,
+        "events": events,
+        # Notifications that crossed a lane topic (the rest were routed in place).
+        "lane_records": await record_count(reader, lanes),
+        "deliveries": await record_count(reader, deliveries),
+        # Deliveries the sinks had not finished when route had: small if they keep up.
+        "deliveries_not_yet_sunk": await group_lag(admin, reader, clarion.app_id, deliveries),
+        "receipts": await record_count(reader, [receipts]),
+        "receipts_by_status": await statuses(reader, receipts),
+        "dead_lettered": await record_count(reader, [clarion.topic(DLQ_EVENTS)]),
+    }
 
 
 def full_pipeline_rules(workdir: Path, args: argparse.Namespace) -> Path:
@@ -335,10 +356,7 @@ async def _wait_full_pipeline(
     """Wait until the whole pipeline has drained: every ingress, lane, delivery, escalation
     and retry record committed by the worker's group (routed, flushed, sunk), no delivery,
     receipt or escalation written for three window lengths, and no window left open."""
-    ingress = [clarion.topic(name) for name in INGRESS]
-    lanes = [clarion.topic(lane_topic(lane)) for lane in Lane]
-    deliveries = [clarion.topic(delivery_topic(ch, lane)) for ch in Channel for lane in Lane]
-    receipts = clarion.topic(RECEIPTS)
+    ingress, lanes, deliveries, receipts = _pipeline_topics(clarion)
     later = [clarion.topic(ESCALATIONS), clarion.topic(RETRIES)]
     consumed = ingress + lanes + deliveries + later
     outputs = [*deliveries, receipts, *later]
@@ -366,20 +384,8 @@ async def _wait_full_pipeline(
                 last_log = now
                 log.info("clarion: %d records not yet consumed, %d written", lag, count)
             await asyncio.sleep(0.25)
-        changelogs = [
-            t
-            for t in await admin.list_topics()
-            if t.startswith(clarion.app_id + "-") and t.endswith("-changelog")
-        ]
-        return {
-            "complete": lag == 0,
-            "events": events,
-            "lane_records": await record_count(reader, lanes),
-            "deliveries": await record_count(reader, deliveries),
-            "deliveries_not_yet_sunk": await group_lag(admin, reader, clarion.app_id, deliveries),
-            "receipts": await record_count(reader, [receipts]),
-            "receipts_by_status": await statuses(reader, receipts),
-            "dead_lettered": await record_count(reader, [clarion.topic(DLQ_EVENTS)]),
+        changelogs = await _changelogs(admin, clarion)
+        return await _counts(admin, reader, clarion, events, lag) | {
             "windows_left_open": await open_windows(reader, clarion.changelog("digests")),
             "first_output_ts": await edge_timestamp(
                 reader, [*outputs, *lanes, *changelogs], last=False
@@ -391,43 +397,40 @@ async def _wait_full_pipeline(
 async def open_windows(consumer: AIOKafkaConsumer, changelog: str) -> int:
     """Windows still open at the end: keys of the digests changelog whose last record is
     not a tombstone, leaving out the per-partition progress rows."""
-    tps = await partitions_of(consumer, changelog)
-    ends = await consumer.end_offsets(tps)
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
     last: dict[bytes, bool] = {}
-    remaining = dict(ends)
-    deadline = time.monotonic() + 60
-    while any(left > 0 for left in remaining.values()) and time.monotonic() < deadline:
-        batch = await consumer.getmany(timeout_ms=500)
-        for tp, records in batch.items():
-            remaining[tp] = ends[tp] - (records[-1].offset + 1)
-            for r in records:
-                if r.key is not None and keys.digest_progress_partition(r.key) is None:
-                    last[r.key] = r.value is not None
-    consumer.unsubscribe()
+    async for r in _whole(consumer, changelog):
+        if r.key is not None and keys.digest_progress_partition(r.key) is None:
+            last[r.key] = r.value is not None
     return sum(last.values())
 
 
 async def statuses(consumer: AIOKafkaConsumer, topic: str) -> dict[str, int]:
     """Receipts per status (delivered, sent, throttled, suppressed…), read after the run."""
+    counts: Counter[str] = Counter()
+    async for r in _whole(consumer, topic):
+        # A regex, not a JSON parse: only the status is needed, and it is fast.
+        match = _STATUS.search(r.value)
+        counts[match.group(1).decode() if match else "?"] += 1
+    return dict(counts.most_common())
+
+
+async def _whole(consumer: AIOKafkaConsumer, topic: str) -> AsyncIterator[Any]:
+    """Every record of `topic` up to its end offsets now (at most 60 s of reading)."""
     tps = await partitions_of(consumer, topic)
     ends = await consumer.end_offsets(tps)
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
-    counts: Counter[str] = Counter()
     remaining = dict(ends)
     deadline = time.monotonic() + 60
-    while any(left > 0 for left in remaining.values()) and time.monotonic() < deadline:
-        batch = await consumer.getmany(timeout_ms=500)
-        for tp, records in batch.items():
-            remaining[tp] = ends[tp] - (records[-1].offset + 1)
-            for r in records:
-                # A regex, not a JSON parse: only the status is needed, and it is fast.
-                match = _STATUS.search(r.value)
-                counts[match.group(1).decode() if match else "?"] += 1
-    consumer.unsubscribe()
-    return dict(counts.most_common())
+    try:
+        while any(left > 0 for left in remaining.values()) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, records in batch.items():
+                remaining[tp] = ends[tp] - (records[-1].offset + 1)
+                for r in records:
+                    yield r
+    finally:
+        consumer.unsubscribe()
 
 
 # --------------------------------------------------------------------------- report
