@@ -16,17 +16,18 @@ by changing only the URL, so every request still goes through the SDK's own code
   requests that timed out; see ``_apns_protocol``).
 
 SDK imports are local so importing this module stays cheap (httpx is Clarion's own
-dependency, and ``PooledTransport`` is one of its transports).
+dependency, and ``PooledTransport`` and ``aiohttp_transport`` are transports of it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -128,7 +129,7 @@ def fcm_app(
 
 def fcm_pool(app: firebase_admin.App, transport: httpx.AsyncBaseTransport) -> None:
     """Send ``app``'s async FCM requests (firebase-admin's httpx client) through
-    ``transport`` (a ``PooledTransport``).
+    ``transport`` (``http_transport``: aiohttp, or httpcore pools).
 
     firebase-admin's ``HttpxAsyncClient`` takes no pool limits: each of its two transports
     (``HttpxRetryTransport``, for http:// and https://) wraps an ``httpx.AsyncHTTPTransport``
@@ -143,6 +144,88 @@ def fcm_pool(app: firebase_admin.App, transport: httpx.AsyncBaseTransport) -> No
     service = messaging._get_messaging_service(app)
     for retry_transport in service._async_client._mounts.values():
         retry_transport._wrapped_transport = transport
+
+
+HttpTransport = Literal["aiohttp", "httpcore"]
+
+
+def http_transport(
+    kind: HttpTransport, connections: int, pool_size: int
+) -> httpx.AsyncBaseTransport:
+    """The transport under an httpx client that keeps at most ``connections`` requests in
+    flight: ``aiohttp`` (``aiohttp_transport``, HTTP/1.1) or ``httpcore`` (httpx's own, in
+    ``PooledTransport`` pools of ``pool_size``, HTTP/2 where an https server offers it)."""
+    if kind == "aiohttp":
+        return aiohttp_transport(connections)
+    return PooledTransport(connections, pool_size, http2=True)
+
+
+def aiohttp_transport(connections: int, *, keepalive_s: float = 30.0) -> httpx.AsyncBaseTransport:
+    """An httpx transport (httpx-aiohttp's) that sends through one aiohttp connector of
+    ``connections`` connections, all kept alive ``keepalive_s`` after their last use.
+
+    HTTP/1.1 only; aiohttp parses with llhttp (C) and keeps its pool in dicts, so a send
+    costs far less CPU than through httpcore (pure-Python h11 or h2, and a pool scanned on
+    every request): with the SDK alone, +27 % webhooks and +42 % FCM sends per second of
+    CPU against the sandbox (benchmarks/RESULTS.md). The session is made on the first
+    request, inside the running loop, and closed with the transport.
+    """
+    import aiohttp
+
+    tls = httpx.create_ssl_context()  # httpx's CA bundle (certifi), as for its own transports
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=connections, limit_per_host=0, ssl=tls, keepalive_timeout=keepalive_s
+        )
+        return aiohttp.ClientSession(connector=connector)
+
+    transport: httpx.AsyncBaseTransport = _aiohttp_transport_class()(client=session)
+    return transport
+
+
+@functools.cache
+def _aiohttp_transport_class() -> type[Any]:
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+    class _Transport(AiohttpTransport):  # type: ignore[misc]
+        # httpx-aiohttp (0.2) maps every aiohttp.ClientConnectionError, a refused
+        # connection included, to httpx.ConnectTimeout; httpx's own transport raises
+        # ConnectError for it, and callers tell the two apart (a timeout vs no server).
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            try:
+                response: httpx.Response = await super().handle_async_request(request)
+            except httpx.ConnectTimeout as exc:
+                if isinstance(exc.__cause__, aiohttp.ServerTimeoutError | TimeoutError):
+                    raise
+                raise httpx.ConnectError(str(exc), request=request) from exc.__cause__
+            return response
+
+    return _Transport
+
+
+class CookielessResponses(httpx.Cookies):
+    """A client's cookie jar that skips responses without a ``Set-Cookie`` header.
+
+    httpx hands every response to the jar (``extract_cookies``), which wraps it and its
+    request in urllib adapters first: 11 % of the CPU of a webhook send. Providers and
+    webhook consumers answer without cookies, and a response without ``Set-Cookie`` has
+    nothing to extract, so skipping it changes nothing; one with cookies goes through
+    httpx as before."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
+
+
+def skip_cookieless_responses(client: httpx.AsyncClient) -> None:
+    """Give ``client`` a ``CookielessResponses`` jar holding its current cookies. httpx's
+    ``cookies`` setter copies into a plain ``Cookies``, so the jar goes in its attribute."""
+    jar = CookielessResponses()
+    for cookie in client.cookies.jar:
+        jar.jar.set_cookie(cookie)
+    client._cookies = jar
 
 
 def split_evenly(total: int, most: int) -> list[int]:

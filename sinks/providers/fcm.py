@@ -11,14 +11,22 @@ own 401 refresh is switched off.
 
 Concurrency: at most ``fcm_max_connections`` sends in flight (``GuardedSender``'s
 ``max_in_flight``); the rest wait for a slot off their send timeout's clock, so nothing
-queues inside httpx, whose pool costs grow with connections x queued requests
-(encode/httpcore#1035). The SDK's httpx client speaks HTTP/2 (``http2=True``, checked in
-firebase-admin 7.7), so against Google each client multiplexes its sends on one connection;
-over plain http (the sandbox) it is HTTP/1.1, a connection per send in flight. Beneath
-the SDK's client (its auth flow and retry transport unchanged) the connections are pools of
-``fcm_pool_size`` (``clients.PooledTransport``, all kept alive): httpcore scans every
-connection of a pool on each request and response, so small pools cost far less per send
-than one big one (benchmarks/RESULTS.md).
+queues inside the SDK's httpx client. Beneath that client (its auth flow and retry
+transport unchanged, ``clients.fcm_pool``) ``fcm_transport`` chooses what carries the
+requests:
+- ``aiohttp`` (the default; ``clients.aiohttp_transport``): one aiohttp connector of
+  ``fcm_max_connections`` connections, all kept alive, HTTP/1.1 (which FCM's v1 API also
+  serves). It costs the least CPU per send: the SDK path sent 42 % more pushes per second
+  than through httpcore (benchmarks/RESULTS.md).
+- ``httpcore`` (httpx's own, as the SDK builds it, ``http2=True``): against Google each
+  pool multiplexes its sends on one HTTP/2 connection; over plain http (the sandbox) it is
+  HTTP/1.1, a connection per send in flight. The connections are pools of
+  ``fcm_pool_size`` (``clients.PooledTransport``, all kept alive): httpcore scans every
+  connection of a pool on each request and response (encode/httpcore#1035), so small pools
+  cost far less per send than one big one.
+
+The client skips its cookie jar for responses without ``Set-Cookie``
+(``clients.CookielessResponses``); FCM sets none.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from sinks.providers.base import (
     transient,
     ttl_seconds,
 )
-from sinks.providers.clients import GOOGLE_FCM_URL
+from sinks.providers.clients import GOOGLE_FCM_URL, HttpTransport
 from sinks.providers.config import SenderSettings
 from sinks.providers.spec import ProviderSpec
 
@@ -76,12 +84,19 @@ class FcmSettings(SenderSettings):
             "streams); more wait for a slot, off the send timeout."
         ),
     )
+    fcm_transport: HttpTransport = Field(
+        default="aiohttp",
+        description="What carries firebase-admin's requests beneath its httpx client: "
+        "aiohttp (HTTP/1.1, the least CPU per send) or httpcore (httpx's own, HTTP/2 to "
+        "FCM, in pools of fcm_pool_size).",
+    )
     fcm_pool_size: int = Field(
         default=4,
         ge=1,
         le=10_000,
-        description="Connections per httpx client: the sends in flight are spread over "
-        "ceil(fcm_max_connections / fcm_pool_size) clients, each an HTTP/2 connection to FCM.",
+        description="With fcm_transport=httpcore, connections per httpx pool: the sends in "
+        "flight are spread over ceil(fcm_max_connections / fcm_pool_size) pools, each an "
+        "HTTP/2 connection to FCM.",
     )
     pace_fcm_per_s: float = Field(
         default=10_000.0,
@@ -181,10 +196,16 @@ class FcmSender(GuardedSender):
         address_kind: str = "token",
         max_connections: int = 100,
         pool_size: int = 4,
+        transport: HttpTransport = "aiohttp",
     ) -> None:
         import firebase_admin
 
-        from sinks.providers.clients import PooledTransport, fcm_app, fcm_pool
+        from sinks.providers.clients import (
+            fcm_app,
+            fcm_pool,
+            http_transport,
+            skip_cookieless_responses,
+        )
 
         super().__init__(timeout_s, max_in_flight=max_connections)
         self.address_kind = address_kind
@@ -195,9 +216,9 @@ class FcmSender(GuardedSender):
             timeout_s=timeout_s,
             async_retry=single_attempt_retry(),
         )
-        # HTTP/2 as the SDK has it (http2=True in its HttpxAsyncClient and retry transport).
-        fcm_pool(self.app, PooledTransport(max_connections, pool_size, http2=True))
+        fcm_pool(self.app, http_transport(transport, max_connections, pool_size))
         self._service = messaging._get_messaging_service(self.app)
+        skip_cookieless_responses(self._service._async_client.async_client)
         self._credential = self.app.credential.get_credential()
         # The SDK's auth flow answers a 401 by refreshing synchronously (blocking the loop)
         # and resending; here a 401 is a result, and the refresh happens in a thread.
@@ -251,6 +272,7 @@ def _build(cfg: FcmSettings) -> FcmSender:
         address_kind=cfg.fcm_address_kind,
         max_connections=cfg.fcm_max_connections,
         pool_size=cfg.fcm_pool_size,
+        transport=cfg.fcm_transport,
     )
 
 

@@ -4,18 +4,24 @@ Signature (Stripe style): ``Clarion-Signature: t=<unix s>,v1=<hex HMAC-SHA256>``
 ``f"{t}.".encode() + body``. Consumers verify with ``verify`` (or its equivalent), which
 also rejects stale timestamps, so a captured request cannot be replayed later.
 
-One ``httpx.AsyncClient`` for all targets, HTTP/2 where the target offers it (ALPN over
-https; plain http stays HTTP/1.1, as httpx does not try h2c), at most
-``webhook_max_connections`` sends in flight (``GuardedSender``'s ``max_in_flight``): the
-rest wait for a slot in front of the client, off their send timeout's clock, so nothing
-queues inside httpx's pool, whose cost grows with connections x queued requests
-(encode/httpcore#1035). Its transport (``clients.PooledTransport``) holds those
-connections in pools of ``webhook_pool_size``: httpcore scans a whole pool on every request
-and response, so one pool of 100 cost more per send than small ones. Every connection is
-kept alive: httpcore 1.0 closes an idle connection whenever the pool holds more than
-``max_keepalive_connections`` connections *in all*, idle or not, so with the old 100/20
-nearly every send opened a new TCP connection (the sandbox counted 896 connections for 896
-sends).
+One ``httpx.AsyncClient`` for all targets, at most ``webhook_max_connections`` sends in
+flight (``GuardedSender``'s ``max_in_flight``): the rest wait for a slot in front of the
+client, off their send timeout's clock, so nothing queues inside the client's pool.
+
+Beneath the client, ``webhook_transport`` chooses what carries the requests:
+- ``aiohttp`` (the default; ``clients.aiohttp_transport``): one aiohttp connector of
+  ``webhook_max_connections`` connections, all kept alive, HTTP/1.1. It costs the least
+  CPU per send (llhttp parses in C); per second of CPU the SDK path sent 27 % more webhooks
+  than through httpcore (benchmarks/RESULTS.md).
+- ``httpcore`` (httpx's own transport, ``clients.PooledTransport``): HTTP/2 where an https
+  target offers it (ALPN; plain http stays HTTP/1.1, as httpx does not try h2c), in pools of
+  ``webhook_pool_size``. httpcore scans a whole pool on every request and response (its cost
+  grows with connections x queued requests, encode/httpcore#1035), so the connections are
+  split into small pools, every one kept alive (httpcore 1.0 closes an idle connection
+  whenever the pool holds more than ``max_keepalive_connections`` *in all*).
+
+The client skips the cookie jar for responses without ``Set-Cookie``
+(``clients.CookielessResponses``): 11 % of a send's CPU went to wrapping each response for it.
 
 Order per target is the sink's business (``sinks/deliver.ORDERED``: a target's next
 delivery starts only after the previous one finished); the slots are first come, first
@@ -43,7 +49,7 @@ from sinks.providers.base import (
     sent,
     transient,
 )
-from sinks.providers.clients import PooledTransport
+from sinks.providers.clients import HttpTransport, http_transport, skip_cookieless_responses
 from sinks.providers.config import SenderSettings
 from sinks.providers.spec import ProviderSpec
 
@@ -75,12 +81,19 @@ class WebhookSettings(SenderSettings):
             "sends in flight per worker: more wait for a free one, off the send timeout."
         ),
     )
+    webhook_transport: HttpTransport = Field(
+        default="aiohttp",
+        description="What carries the webhook client's requests: aiohttp (HTTP/1.1, the "
+        "least CPU per send) or httpcore (httpx's own, HTTP/2 where an https target offers "
+        "it, in pools of webhook_pool_size).",
+    )
     webhook_pool_size: int = Field(
         default=4,
         ge=1,
         le=10_000,
-        description="Connections per httpx pool: the webhook connections are split into "
-        "ceil(webhook_max_connections / webhook_pool_size) pools.",
+        description="With webhook_transport=httpcore, connections per httpx pool: the "
+        "webhook connections are split into ceil(webhook_max_connections / "
+        "webhook_pool_size) pools.",
     )
     pace_webhook_per_s: float = Field(
         default=1_000.0,
@@ -159,20 +172,22 @@ class WebhookSender(GuardedSender):
         timeout_s: float = 10.0,
         max_connections: int = 100,
         pool_size: int = 4,
+        transport: HttpTransport = "aiohttp",
     ) -> None:
         # No more sends in flight than connections: none ever waits inside httpx's pool.
         super().__init__(timeout_s, max_in_flight=max_connections)
         self._secret = secret.encode()
         self._client = httpx.AsyncClient(
             timeout=timeout_s,
-            # HTTP/2 where the target offers it; pools of `pool_size` connections, all kept
-            # alive (see the module docstring).
-            transport=PooledTransport(max_connections, pool_size, http2=True),
+            # aiohttp's connector, or httpcore pools of `pool_size` speaking HTTP/2 where the
+            # target offers it; every connection kept alive (see the module docstring).
+            transport=http_transport(transport, max_connections, pool_size),
             # A redirect is the consumer's misconfiguration; following it would send the
             # signed body somewhere nobody verified.
             follow_redirects=False,
             headers={"User-Agent": "Clarion-Webhook/1"},
         )
+        skip_cookieless_responses(self._client)
 
     async def _send(self, delivery: Delivery) -> SendResult:
         body = webhook_body(delivery)
@@ -206,6 +221,7 @@ def _build(cfg: WebhookSettings) -> WebhookSender:
         timeout_s=cfg.send_timeout_s,
         max_connections=cfg.webhook_max_connections,
         pool_size=cfg.webhook_pool_size,
+        transport=cfg.webhook_transport,
     )
 
 

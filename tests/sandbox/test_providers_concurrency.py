@@ -102,24 +102,36 @@ async def test_apns_spreads_requests_over_several_connections(
     assert load["peak_in_flight"] == 12
 
 
+@pytest.mark.parametrize("transport", ["aiohttp", "httpcore"])
 async def test_webhook_connections_are_reused_not_reopened(
-    sb: Sandbox, shared_env: dict[str, str]
+    sb: Sandbox, shared_env: dict[str, str], transport: str
 ) -> None:
     # With httpx's default keep-alive (20 of 100) nearly every send opened a connection.
-    sender = build("webhook", shared_env, webhook_max_connections=30, webhook_pool_size=4)
+    sender = build(
+        "webhook",
+        shared_env,
+        webhook_max_connections=30,
+        webhook_pool_size=4,
+        webhook_transport=transport,
+    )
     make = addresses(sb)["webhook"]
     sb.inject("webhook", latency_ms=20)
     try:
         for _ in range(3):
             results = await asyncio.gather(*(sender.send(make(i)) for i in range(60)))
             assert all(r.sent for r in results)
+        if transport == "httpcore":
+            # Every response closed gave its connection's place back.
+            room = sender._client._transport.room()  # type: ignore[attr-defined]
+            assert room == [4] * 6 + [3] * 2
+        else:
+            connector = sender._client._transport.client.connector  # type: ignore[attr-defined]
+            assert connector.limit == 30
     finally:
         await sender.aclose()
     load = sb.load()["webhook"]
     assert load["requests"] == 180
     assert load["connections"] <= 30
-    # Every response closed gave its connection's place back.
-    assert sender._client._transport.room() == [4] * 6 + [3] * 2  # type: ignore[attr-defined]
 
 
 async def test_webhook_order_per_target_holds_through_the_sink_chain(
