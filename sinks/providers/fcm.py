@@ -5,9 +5,10 @@ off here -- one attempt per send -- so a send returns well within ``send_timeout
 the pipeline's retry (with the ``retry_after_s`` we report) owns the policy.
 
 Token refresh: the SDK's httpx auth flow refreshes OAuth tokens synchronously, which would
-block the event loop (and it refreshes and resends on every 401); the sender refreshes in a
-thread before the token goes stale, and after a 401 before the next send, and the flow's
-own 401 refresh is switched off.
+block the event loop (and it refreshes and resends on every 401), and builds a google-auth
+request (a ``requests.Session``) for every send; the sender refreshes in a thread before the
+token goes stale, and after a 401 before the next send, and its own flow (``_token_flow``)
+only puts the token on each request.
 
 Concurrency: at most ``fcm_max_connections`` sends in flight (``GuardedSender``'s
 ``max_in_flight``); the rest wait for a slot off their send timeout's clock, so nothing
@@ -33,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import uuid
 import warnings
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -170,18 +173,42 @@ def build_message(delivery: Delivery, address_kind: str = "token") -> messaging.
         return messaging.Message(data=data, notification=notification, android=android, **target)
 
 
-def _no_refresh_flow(credential: Any) -> Any:
-    from firebase_admin._http_client import GoogleAuthCredentialFlow
+def _token_flow(credential: Any) -> Any:
+    """The SDK's auth flow (``GoogleAuthCredentialFlow``: the credential's headers on each
+    request) without what it costs per request here: it builds a google-auth ``Request``,
+    and with it a ``requests.Session``, for every request (a sixth of an FCM send's CPU),
+    and on a 401 it refreshes synchronously, blocking the loop, and resends. The sender
+    refreshes in a thread before the token goes stale and after a 401 (``_ensure_token``),
+    so the flow only applies the headers; the one google-auth request it keeps is used only
+    if the token expired between that check and the send."""
+    import httpx
+    from google.auth.transport.requests import Request
 
-    flow = GoogleAuthCredentialFlow(credential)
-    flow._max_refresh_attempts = 0
-    return flow
+    class TokenFlow(httpx.Auth):
+        def __init__(self) -> None:
+            self._auth_request = Request()
+
+        def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, Any, None]:
+            credential.before_request(
+                self._auth_request, request.method, str(request.url), request.headers
+            )
+            yield request
+
+    return TokenFlow()
 
 
 def single_attempt_retry() -> Any:
+    """One attempt per send (the pipeline retries). The SDK's retry transport deep-copies
+    its policy for every request; this one copies its few plain fields instead."""
     from firebase_admin._retry import HttpxRetry
 
-    return HttpxRetry(max_retries=0, status_forcelist=None)
+    class SingleAttempt(HttpxRetry):  # type: ignore[misc]
+        def copy(self) -> HttpxRetry:
+            fresh = copy.copy(self)
+            fresh.history = []
+            return fresh
+
+    return SingleAttempt(max_retries=0, status_forcelist=None)
 
 
 class FcmSender(GuardedSender):
@@ -222,7 +249,7 @@ class FcmSender(GuardedSender):
         self._credential = self.app.credential.get_credential()
         # The SDK's auth flow answers a 401 by refreshing synchronously (blocking the loop)
         # and resending; here a 401 is a result, and the refresh happens in a thread.
-        self._service._async_client.async_client.auth = _no_refresh_flow(self._credential)
+        self._service._async_client.async_client.auth = _token_flow(self._credential)
         self._refresh_lock = asyncio.Lock()
         self._force_refresh = False
 
