@@ -57,3 +57,19 @@ async def test_cookies_still_kept_when_a_response_sets_one() -> None:
         assert client.cookies.get("session") == "abc"
         sent = await client.get("https://example.test/plain")
         assert "session=abc" in sent.request.headers["cookie"]
+
+
+def test_apns_header_blocks_carry_literal_values_that_decode_back() -> None:
+    from hpack import Decoder
+
+    from sinks.providers.clients import _literal_encoder
+
+    encoder = _literal_encoder()
+    token = "a1b2c3d4" * 8
+    headers = [(":method", "POST"), (":path", f"/3/device/{token}"), ("apns-topic", "app")]
+    block = encoder.encode(headers)
+    assert f"/3/device/{token}".encode() in block  # not Huffman-coded
+    decoded = Decoder().decode(block)
+    assert [(str(k), str(v)) for k, v in decoded] == headers
+    again = encoder.encode(headers)
+    assert len(again) < len(block)  # repeated headers are still sent as table references
