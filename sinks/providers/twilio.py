@@ -131,10 +131,31 @@ def status_callback(base: str | None, delivery_id: str) -> str | None:
 
 
 class _HeaderKeepingClient(AsyncTwilioHttpClient):
-    async def request(self, *args: Any, **kwargs: Any) -> Response:
-        response: Response = await super().request(*args, **kwargs)
-        headers = response.headers or {}
-        _retry_after.set(headers.get("Retry-After"))
+    """Twilio's aiohttp client, keeping each answer's Retry-After, and handing aiohttp the
+    form body already encoded: given the fields, aiohttp builds a FormData, and with it a
+    multipart writer with a random boundary, before it sees the form is urlencoded (a
+    fifth of a send's CPU). The bytes are what that FormData would produce
+    (``urlencode(fields, doseq=True)``) under the Content-Type the SDK already set."""
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the SDK's signature)
+        allow_redirects: bool = False,
+    ) -> Response:
+        body: Any = data
+        if isinstance(data, dict):
+            body = urlencode(list(data.items()), doseq=True).encode()
+        response: Response = await super().request(
+            method, url, params, body, headers, auth, timeout, allow_redirects
+        )
+        retry_after = (response.headers or {}).get("Retry-After")
+        _retry_after.set(retry_after)
         return response
 
 
