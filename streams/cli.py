@@ -48,7 +48,17 @@ def main() -> None:
         from streams.app import app
 
         tune_gc(app.settings.gc_threshold)
+        use_loop(app.settings.event_loop)
         app.main()
+
+
+def use_loop(name: str) -> None:
+    """Run the worker on `name`'s event loop: mode (under Faust) makes its loop through the
+    policy this sets."""
+    if name == "uvloop":
+        import mode.loop
+
+        mode.loop.use("uvloop")
 
 
 def tune_gc(threshold: int) -> None:

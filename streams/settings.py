@@ -64,6 +64,14 @@ class Settings(BaseSettings):
             "about 3 % of its CPU in the full-pipeline benchmark. 0 keeps CPython's."
         ),
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description=(
+            "The worker's event loop: uvloop (libuv, its loop and transports in C) or "
+            "asyncio's own. A worker runs a few dozen callbacks per record, and asyncio's "
+            "pure-Python loop was about a tenth of its CPU in the full-pipeline benchmark."
+        ),
+    )
     rocksdb_block_cache_mb: int = Field(default=64, ge=8, description="Per-table block cache.")
     max_record_bytes: int = Field(
         default=DEFAULT_MAX_RECORD_BYTES,
