@@ -4,6 +4,9 @@ FAUST_HOP_LINGER_MS says otherwise, the same batch size) and nothing else. The t
 and latency benchmarks run it beside Clarion on the same broker, so "Clarion ÷ bare Faust"
 says how many Faust hops' worth of work (or waiting) an event costs.
 
+It runs on the worker's event loop (`CLARION_EVENT_LOOP`, uvloop by default; see
+streams/cli.use_loop), so the ratio compares the work, not the loops.
+
 Run as a worker by the benchmark (not by hand):
 
     FAUST_HOP_SRC=… FAUST_HOP_DST=… KAFKA_BOOTSTRAP_SERVERS=… FAUST_HOP_DATA=… \
@@ -40,4 +43,7 @@ async def hop(stream: faust.StreamT[bytes]) -> None:
 
 
 if __name__ == "__main__":
+    from streams.cli import use_loop
+
+    use_loop(os.environ.get("CLARION_EVENT_LOOP", "uvloop"))
     app.main()
