@@ -68,8 +68,8 @@ class Settings(BaseSettings):
         default="uvloop",
         description=(
             "The worker's event loop: uvloop (libuv, its loop and transports in C) or "
-            "asyncio's own. A worker runs a few dozen callbacks per record, and asyncio's "
-            "pure-Python loop was about a tenth of its CPU in the full-pipeline benchmark."
+            "asyncio's own. uvloop made a bare Faust hop 12-15 % cheaper, the full pipeline "
+            "about 2 %, and the provider sinks 10-40 % faster in 4 of 5 channels."
         ),
     )
     rocksdb_block_cache_mb: int = Field(default=64, ge=8, description="Per-table block cache.")

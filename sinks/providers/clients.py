@@ -166,8 +166,9 @@ def aiohttp_transport(connections: int, *, keepalive_s: float = 30.0) -> httpx.A
 
     HTTP/1.1 only; aiohttp parses with llhttp (C) and keeps its pool in dicts, so a send
     costs far less CPU than through httpcore (pure-Python h11 or h2, and a pool scanned on
-    every request): with the SDK alone, +27 % webhooks and +42 % FCM sends per second of
-    CPU against the sandbox (benchmarks/RESULTS.md). The session is made on the first
+    every request): the SDK alone reached 0.35-0.38 of the lean client's rate for webhooks
+    and 0.28-0.32 for FCM, against 0.21-0.28 and 0.20-0.23 over httpcore
+    (benchmarks/RESULTS.md). The session is made on the first
     request, inside the running loop, and closed with the transport.
     """
     import aiohttp
@@ -435,7 +436,8 @@ def _spreading_pool(base: type[Any]) -> type[Any]:
     return SpreadingPool
 
 
-def _literal_encoder() -> Any:
+@functools.cache
+def _literal_encoder_class() -> type[Any]:
     """An HPACK encoder that sends literal header values as they are, not Huffman-coded.
 
     Every APNs request carries headers seen once (the device token in ``:path``, the
@@ -451,7 +453,12 @@ def _literal_encoder() -> Any:
             encoded: bytes = super().encode(headers, huffman=False)
             return encoded
 
-    return LiteralEncoder()
+    return LiteralEncoder
+
+
+def _literal_encoder() -> Any:
+    """A new encoder (one per HTTP/2 connection: its header table is the connection's)."""
+    return _literal_encoder_class()()
 
 
 def _apns_protocol(base: type[Any], apns_url: str | None) -> type[Any]:
@@ -468,7 +475,7 @@ def _apns_protocol(base: type[Any], apns_url: str | None) -> type[Any]:
         APNS_SERVER = host
         APNS_PORT = port
 
-        # ... header blocks without Huffman coding (see _LiteralEncoder) ...
+        # ... header blocks without Huffman coding (see _literal_encoder_class) ...
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.conn.encoder = _literal_encoder()

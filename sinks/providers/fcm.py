@@ -17,8 +17,8 @@ transport unchanged, ``clients.fcm_pool``) ``fcm_transport`` chooses what carrie
 requests:
 - ``aiohttp`` (the default; ``clients.aiohttp_transport``): one aiohttp connector of
   ``fcm_max_connections`` connections, all kept alive, HTTP/1.1 (which FCM's v1 API also
-  serves). It costs the least CPU per send: the SDK path sent 42 % more pushes per second
-  than through httpcore (benchmarks/RESULTS.md).
+  serves). It costs the least CPU per send: the SDK path reached 0.28-0.32 of the lean
+  client's rate, against 0.20-0.23 through httpcore (benchmarks/RESULTS.md).
 - ``httpcore`` (httpx's own, as the SDK builds it, ``http2=True``): against Google each
   pool multiplexes its sends on one HTTP/2 connection; over plain http (the sandbox) it is
   HTTP/1.1, a connection per send in flight. The connections are pools of

@@ -11,8 +11,8 @@ client, off their send timeout's clock, so nothing queues inside the client's po
 Beneath the client, ``webhook_transport`` chooses what carries the requests:
 - ``aiohttp`` (the default; ``clients.aiohttp_transport``): one aiohttp connector of
   ``webhook_max_connections`` connections, all kept alive, HTTP/1.1. It costs the least
-  CPU per send (llhttp parses in C); per second of CPU the SDK path sent 27 % more webhooks
-  than through httpcore (benchmarks/RESULTS.md).
+  CPU per send (llhttp parses in C); the SDK path reached 0.35-0.38 of the lean client's
+  rate, against 0.21-0.28 through httpcore (benchmarks/RESULTS.md).
 - ``httpcore`` (httpx's own transport, ``clients.PooledTransport``): HTTP/2 where an https
   target offers it (ALPN; plain http stays HTTP/1.1, as httpx does not try h2c), in pools of
   ``webhook_pool_size``. httpcore scans a whole pool on every request and response (its cost
