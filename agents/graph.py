@@ -1,21 +1,29 @@
 """graph: keep the `followers` table in step with the compacted `follows` topic.
 
-A record whose value or key is invalid goes to dlq.events with the reason and its original
-bytes (like ingest's rejects); a tombstone deletes the edge.
+`follows` only feeds this table, so it is read in batches by a topic loader
+(streams/topic_loader.py: a plain aiokafka consumer on the partitions whose `followers`
+partition this worker owns), not by a Faust agent: no Faust event per edge. Each edge is
+validated and written with `tables.changelog.write_in` (the row at once, its changelog
+record written behind); a tombstone deletes the edge. A record whose value or key is
+invalid goes to dlq.events with the reason and its original bytes (like ingest's rejects)
+and is not applied; the loader commits past it only once the broker has the dead letter.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import faust
+from aiokafka import ConsumerRecord
+from faust.types import Message
 from pydantic import ValidationError
 
 from logic.validation import Rejection, RejectReason
 from schemas.graph import FollowEdge
 from streams import deadletter
+from streams.topic_loader import TopicLoader
 from tables import changelog
 from tables.keys import BadEdgeKey, check_edge_key
 
@@ -26,7 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("clarion.graph")
 
 
-def _edge(key: bytes | None, value: bytes) -> FollowEdge | Rejection:
+def followed_at(key: bytes | None, value: bytes, timestamp_ms: int) -> float | Rejection:
+    """A `follows` record's row: when the edge was made (unix seconds; the record's
+    timestamp if the edge does not say), or why the record is refused."""
     try:
         edge = FollowEdge.model_validate_json(value)
         check_edge_key(key, edge.actor_id, edge.follower_id)
@@ -35,38 +45,74 @@ def _edge(key: bytes | None, value: bytes) -> FollowEdge | Rejection:
         return Rejection(RejectReason.SCHEMA_VIOLATION, detail[:500])
     except BadEdgeKey as exc:
         return Rejection(RejectReason.BAD_KEY, str(exc))
-    return edge
+    if edge.followed_at is None:
+        return timestamp_ms / 1000
+    return edge.followed_at.timestamp()
+
+
+def as_message(record: ConsumerRecord) -> Message:
+    """A Faust message for a record the loader read (what a dead letter is made of)."""
+    return Message(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp / 1000,
+        record.timestamp_type,
+        list(record.headers or ()),
+        record.key,
+        record.value,
+        None,
+    )
+
+
+def applier(app: ClarionApp, ctx: StageContext) -> Any:
+    """The loader's `apply` for `follows` -> `followers` (streams/topic_loader.Apply)."""
+    followers, dlq = ctx.tables.followers, ctx.topics.dlq_events
+    budget = app.settings.dead_letter_max_bytes
+
+    def apply(partition: int, records: Sequence[ConsumerRecord]) -> list[Awaitable[None]]:
+        dead: list[Awaitable[None]] = []
+        for record in records:
+            key: bytes | None = record.key
+            if record.value is None:  # unfollow
+                if key:
+                    changelog.write_in(followers, partition, key, None)
+                continue
+            row = followed_at(key, record.value, record.timestamp)
+            if isinstance(row, Rejection):
+                log.warning(
+                    "dead-lettered follows[%d]@%d: %s (%s)",
+                    record.partition, record.offset, row.reason.value, row.detail,
+                )  # fmt: skip
+                dead.append(
+                    deadletter.record(dlq, as_message(record), row.reason.value, row.detail,
+                                      budget=budget)
+                )  # fmt: skip
+                continue
+            changelog.write_in(followers, partition, key, row)
+        return dead
+
+    return apply
 
 
 def install(app: ClarionApp, ctx: StageContext) -> None:
-    topics, followers = ctx.topics, ctx.tables.followers
-
-    async def apply_follows(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
-            key: bytes | None = event.key
-            if event.value is None:  # unfollow
-                if key:
-                    await changelog.delete(followers, key)
-                continue
-            edge = _edge(key, event.value)
-            if isinstance(edge, Rejection):
-                log.warning(
-                    "dead-lettered follows[%d]@%d: %s (%s)",
-                    message.partition,
-                    message.offset,
-                    edge.reason.value,
-                    edge.detail,
-                )
-                await deadletter.record(
-                    topics.dlq_events, message, edge.reason.value, edge.detail,
-                    budget=app.settings.dead_letter_max_bytes,
-                )  # fmt: skip
-                continue
-            assert key is not None
-            followed_at = edge.followed_at or datetime.fromtimestamp(message.timestamp, UTC)
-            await changelog.put(followers, key, followed_at.timestamp())
-
     # The graph is read only by the fan-out, on the same partitions.
-    if app.settings.runs_fanout:
-        app.agent(topics.follows, name="graph.follows", concurrency=1)(apply_follows)
+    if not app.settings.runs_fanout:
+        return
+    settings = app.settings
+    loader = TopicLoader(
+        app,
+        topic=ctx.topics.follows.get_topic_name(),
+        table=ctx.tables.followers,
+        apply=applier(app, ctx),
+        group_id=f"{settings.app_id}-graph",
+        bootstrap_servers=settings.bootstrap_servers,
+    )
+
+    @app.service
+    class _GraphLoader(faust.Service):  # type: ignore[misc]
+        """Starts the loader with the app (after the tables' first recovery), stops it with
+        the app."""
+
+        async def on_start(self) -> None:
+            await self.add_runtime_dependency(loader)

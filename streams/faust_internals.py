@@ -67,9 +67,10 @@ CONSUMER_STATE = (
 STORE_STATE = (
     Private(*_STORE, "_dbs", instance=True),
     Private(*_STORE, "_db_for_partition"),
-    # tables/changelog.py: a row written to the current event's partition without Faust's
-    # changelog machinery (that module sends the changelog record itself).
-    Private(*_STORE, "_set"),
+    # tables/changelog.py: a row written to a partition without Faust's changelog
+    # machinery (that module sends the changelog record itself); `_set` does the same for
+    # the current event's partition, noting the key's partition in `_key_index`.
+    Private(*_STORE, "_key_index", instance=True),
     Private(*_STORE, "_del"),
 )
 
@@ -200,16 +201,21 @@ def store_get(table: Any, key: Any) -> Any | None:
     return None if raw is None else decode_store_value(table, raw)
 
 
-def store_set(table: Any, key: Any, raw_key: bytes, raw_value: bytes | None) -> None:
-    """Write one row of `table` into the current event's partition of its store, with no
-    changelog record (`raw_value` None deletes it). A RocksDB store keeps bytes; Faust's
-    memory store (the stage tests) keeps the decoded key and value."""
+def store_set(
+    table: Any, partition: int, key: Any, raw_key: bytes, raw_value: bytes | None
+) -> None:
+    """Write one row of `table` into `partition` of its store, with no changelog record
+    (`raw_value` None deletes it). A RocksDB store keeps bytes; Faust's memory store (the
+    stage tests) keeps the decoded key and value. Faust's own `_set` takes the partition
+    from the current event; this is the same write for a writer with no event
+    (streams/topic_loader.py)."""
     store = table.data
     if isinstance(store, _faust_rocksdb.Store):
         if raw_value is None:
             store._del(raw_key)
         else:
-            store._set(raw_key, raw_value)
+            store._key_index[raw_key] = partition
+            store._db_for_partition(partition).put(raw_key, raw_value)
     elif raw_value is None:
         store.pop(key, None)
     else:

@@ -49,12 +49,19 @@ def get(table: Any, key: Any) -> Any | None:
 
 async def put(table: Any, key: Any, value: Any) -> None:
     """`table[key] = value`, on the partition of the event being processed."""
-    _write(table, key, value)
+    _write(table, _event_partition(table), key, value)
 
 
 async def delete(table: Any, key: Any) -> None:
     """`del table[key]` (a tombstone in the changelog), on the event's partition."""
-    _write(table, key, None)
+    _write(table, _event_partition(table), key, None)
+
+
+def write_in(table: Any, partition: int, key: Any, value: Any | None) -> None:
+    """`table[key] = value` (None: delete) on `partition`, for a writer that reads its
+    source outside Faust's streams, so there is no current event (streams/topic_loader.py).
+    Synchronous: a batch's rows are written with no other write of the table between them."""
+    _write(table, partition, key, value)
 
 
 async def update(table: Any, key: Any, change: Callable[[Any | None], Any]) -> tuple[Any, Any]:
@@ -65,7 +72,7 @@ async def update(table: Any, key: Any, change: Callable[[Any | None], Any]) -> t
     old = faust_internals.store_get(table, key)
     new = change(old)
     if new is not old:
-        _write(table, key, new)
+        _write(table, _event_partition(table), key, new)
     return old, new
 
 
@@ -76,12 +83,15 @@ async def update(table: Any, key: Any, change: Callable[[Any | None], Any]) -> t
 HOLD_S = 0.1
 
 
-def _write(table: Any, key: Any, value: Any | None) -> None:
-    # No await in here: the row and its held record are written with no other write between.
+def _event_partition(table: Any) -> int:
     event = current_event()
     if event is None:
         raise RuntimeError(f"{table.name}: a table row is written while processing a record")
-    partition = event.message.partition
+    return int(event.message.partition)
+
+
+def _write(table: Any, partition: int, key: Any, value: Any | None) -> None:
+    # No await in here: the row and its held record are written with no other write between.
     serializers = table.app.serializers
     raw_key = serializers.dumps_key(table.key_type, key, serializer=table.key_serializer)
     raw_value = (
@@ -89,7 +99,7 @@ def _write(table: Any, key: Any, value: Any | None) -> None:
         if value is None
         else serializers.dumps_value(table.value_type, value, serializer=table.value_serializer)
     )
-    faust_internals.store_set(table, key, raw_key, raw_value)
+    faust_internals.store_set(table, partition, key, raw_key, raw_value)
     # Held for HOLD_S and then sent as one batch per changelog partition, the key's last
     # value only (write-behind); the commit's producer flush submits what is still held
     # first (streams/record_batches.py).

@@ -31,7 +31,13 @@ from tests.integration.conftest import (
     start_pipeline,
 )
 from tests.integration.kafka_io import collect
-from tests.integration.test_fanout import broadcast, follow_all, notified, wait_for_graph
+from tests.integration.test_fanout import (
+    broadcast,
+    edges_of,
+    follow_all,
+    notified,
+    wait_for_graph,
+)
 from tests.integration.windows_diag import (
     ADMIN_TOKEN,
     explain_missing,
@@ -141,7 +147,7 @@ async def test_kill_one_of_three_workers_and_add_a_fourth(
         star = f"star-{run}"
         fans = [f"fan{i:05d}" for i in range(FANS)]
         await follow_all(first, star, fans)
-        await wait_for_graph(first, FANS)
+        await wait_for_graph(first, edges_of(star, fans))
 
         # Start of a window, so every user's likes fall in one window.
         await asyncio.sleep(WINDOW_S - time.time() % WINDOW_S + 0.5)

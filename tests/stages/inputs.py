@@ -7,6 +7,8 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka import ConsumerRecord
+
 from logic import deadletter
 from logic.classify import to_notification
 from logic.rules import Rules
@@ -76,3 +78,22 @@ def contacts(uid: str, **points: Any) -> ContactPoints:
 
 def preferences(uid: str, **prefs: Any) -> Preferences:
     return Preferences.model_validate({"user_id": uid, **prefs})
+
+
+def follows_record(
+    offset: int, key: bytes, value: bytes | None, *, partition: int = 0, timestamp_ms: int = 0
+) -> ConsumerRecord[bytes, bytes]:
+    """A record of the `follows` topic as the graph's topic loader reads it."""
+    return ConsumerRecord(
+        topic="follows",
+        partition=partition,
+        offset=offset,
+        timestamp=timestamp_ms,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key),
+        serialized_value_size=len(value or b""),
+        headers=(),
+    )

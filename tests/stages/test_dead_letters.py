@@ -7,13 +7,15 @@ test_feedback.py.)"""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+from agents import graph
 from logic import deadletter
 from streams import metrics
 from tests.factories import event_bytes
 from tests.stages.conftest import harness
 from tests.stages.harness import Record, StageHarness
-from tests.stages.inputs import EVENT_DLQ_HEADERS
+from tests.stages.inputs import EVENT_DLQ_HEADERS, follows_record
 
 
 def counted(reason: str) -> float:
@@ -59,10 +61,12 @@ async def test_a_stage_error_is_dead_lettered_with_its_stage(tmp_path: Path) -> 
 async def test_a_bad_follows_record_is_dead_lettered_and_counted(stage: StageHarness) -> None:
     before = counted("bad_key")
     edge = b'{"actor_id": "carol", "follower_id": "bob"}'
-    async with stage.run("graph.follows") as graph:
-        event = await graph.put(edge, key="carol/someone-else")
+    record = follows_record(7, b"carol/someone-else", edge)
+    apply = graph.applier(stage.app, stage.ctx)
+    for dead_letter in apply(0, [record]):
+        await dead_letter
     [dead] = stage.sent(stage.ctx.topics.dlq_events)
     assert set(dead.headers) == EVENT_DLQ_HEADERS
     assert dead.header(deadletter.REASON) == "bad_key"
-    check_source(dead, event)
+    check_source(dead, SimpleNamespace(message=record))
     assert counted("bad_key") == before + 1
