@@ -173,6 +173,21 @@ provider_pace = Gauge(
     ["provider"],
     registry=registry,
 )
+topic_loader_records = Counter(
+    "clarion_topic_loader_records",
+    "Records a topic loader applied to its table (streams/topic_loader.py: `follows` -> "
+    "`followers`), by source topic.",
+    ["topic"],
+    registry=registry,
+)
+topic_loader_lag = Gauge(
+    "clarion_topic_loader_lag",
+    "Records of a topic loader's owned partitions not yet applied to its table (high "
+    "watermark - next offset, summed over the partitions it has read from), by source topic. "
+    "Not in clarion_consumer_lag: a loader is not part of the worker's consumer group.",
+    ["topic"],
+    registry=registry,
+)
 delivery_latency = Histogram(
     "clarion_delivery_latency_seconds",
     "Seconds from the event's occurred_at to the provider accepting the send (in-app: to "

@@ -39,6 +39,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
+from streams import metrics
+
 if TYPE_CHECKING:
     import faust
 
@@ -80,6 +82,7 @@ class TopicLoader(Service):  # type: ignore[misc]
         self._consumer: AIOKafkaConsumer | None = None
         self._reading: Ownership = None  # the ownership the consumer is positioned for
         self._applied: dict[TopicPartition, int] = {}  # next offset, applied not committed
+        self._next: dict[TopicPartition, int] = {}  # next offset to apply (for the lag)
         self._last_commit = time.monotonic()
         self.records_applied = 0
 
@@ -140,12 +143,24 @@ class TopicLoader(Service):  # type: ignore[misc]
         for tp, records in fetched.items():
             if records:
                 waits.extend(self.apply(tp.partition, records))
-                self._applied[tp] = records[-1].offset + 1
+                self._applied[tp] = self._next[tp] = records[-1].offset + 1
                 self.records_applied += len(records)
+                metrics.child(metrics.topic_loader_records, self.topic).inc(len(records))
+        self._report_lag()
         for wait in waits:
             await wait
         if self._applied and time.monotonic() - self._last_commit >= self.commit_interval_s:
             await self._commit(owned)
+
+    def _report_lag(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        behind = 0
+        for tp, next_offset in self._next.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                behind += max(highwater - next_offset, 0)
+        metrics.child(metrics.topic_loader_lag, self.topic).set(behind)
 
     async def _position(self, owned: tuple[int, frozenset[int]]) -> None:
         """Read the owned partitions from their last committed offsets."""
@@ -153,13 +168,14 @@ class TopicLoader(Service):  # type: ignore[misc]
         assert consumer is not None
         tps = [TopicPartition(self.topic, p) for p in sorted(owned[1])]
         consumer.assign(tps)
-        self._applied = {}
+        self._applied, self._next = {}, {}
         for tp in tps:
             committed = await consumer.committed(tp)
             if committed is None:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, committed)
+                self._next[tp] = committed
         if self.owned() == owned:
             self._reading = owned
             log.info("%s: reading partitions %s", self.topic, sorted(owned[1]) or "none")

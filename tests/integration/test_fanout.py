@@ -19,6 +19,7 @@ from streams.catalog import DLQ_EVENTS, FOLLOWS, lane_topic
 from tests.factories import event_dict
 from tests.integration.conftest import Figure, Pipeline, start_pipeline
 from tests.integration.kafka_io import collect, produce_json
+from tests.integration.test_metrics import scrape_until, value
 
 pytestmark = pytest.mark.integration
 
@@ -115,6 +116,14 @@ async def test_broadcast_reaches_every_follower_once(kafka_bootstrap: str, tmp_p
         await wait_for_graph(
             p, edges_of(actor, fans[2:]) | edges_of(other, ["not-a-fan-1", "not-a-fan-2"])
         )
+        # The loader's progress is on /metrics (it is not in Faust's consumer lag): the
+        # 1,202 follows, 2 tombstones and the bad record.
+        follows, read = p.topic(FOLLOWS), len(fans) + 5
+        loaded = await scrape_until(
+            p, lambda s: value(s, "clarion_topic_loader_records_total", topic=follows) >= read
+        )
+        assert value(loaded, "clarion_topic_loader_records_total", topic=follows) == read
+        assert value(loaded, "clarion_topic_loader_lag", topic=follows) == 0
 
         event_id = await broadcast(p, actor)
         expected = set(fans[2:])
