@@ -76,6 +76,7 @@ from logic.ids import delivery_id
 from schemas.common import Category, Channel, Lane
 from schemas.notifications import Delivery, Target
 from sinks.providers import ProviderSettings, build_senders, close_senders
+from sinks.providers.registry import sink_concurrency
 from sinks.providers.webhook import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from streams.admin import ensure_topics
 from streams.catalog import DLQ_DELIVERIES, RETRIES, all_topics, delivery_topic
@@ -487,8 +488,10 @@ async def closed_loop(
     sandbox: SandboxProcess,
     control: Control,
     args: argparse.Namespace,
+    concurrency: int | None = None,
 ) -> dict[str, Any]:
-    """`concurrency` loops, each sending its next request as soon as the last one is answered,
+    """`concurrency` loops (default: --concurrency), each sending its next request as soon as
+    the last one is answered,
     for warm-up + `ceiling_s` seconds; accepted sends/s over the part after the warm-up."""
     done: list[float] = []
     failed = 0
@@ -510,7 +513,7 @@ async def closed_loop(
                 failed += 1
 
     cpu = time.process_time(), sandbox.cpu_seconds(), machine_busy()
-    await asyncio.gather(*(loop() for _ in range(args.concurrency)))
+    await asyncio.gather(*(loop() for _ in range(concurrency or args.concurrency)))
     after = time.process_time(), sandbox.cpu_seconds(), machine_busy()
     elapsed = time.perf_counter() - started
     in_window = sum(1 for t in done if measure_from <= t <= deadline)
@@ -544,7 +547,10 @@ async def sdk_alone(
     spec: Spec, sandbox: SandboxProcess, control: Control, workdir: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     """Clarion's own sender for the channel (the real SDK, as the worker builds it) driven
-    directly, `concurrency` sends in flight: no Kafka, no Faust, no ledger, no receipts."""
+    directly, with as many sends in flight as the worker's sink keeps (--concurrency, or a
+    batching provider's larger `max_in_flight`: SendGrid's mails go out as personalizations
+    of shared requests only when many are in flight): no Kafka, no Faust, no ledger, no
+    receipts."""
     env = provider_env(sandbox.urls, workdir / "sdk-alone")
     settings = ProviderSettings.model_validate(
         {k.removeprefix("CLARION_").lower(): v for k, v in env.items()} | args.settings
@@ -558,7 +564,8 @@ async def sdk_alone(
         async def send(i: int) -> bool:
             return (await sender.send(pool[i % len(pool)])).sent
 
-        return await closed_loop(send, spec.provider, sandbox, control, args)
+        in_flight = sink_concurrency(settings, spec.channel, args.concurrency)
+        return await closed_loop(send, spec.provider, sandbox, control, args, in_flight)
     finally:
         await close_senders(senders)
 
@@ -787,7 +794,8 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
         f"{LATENCY_MS} ms latency injected on every provider; "
         f"CLARION_SINK_CONCURRENCY={args.concurrency}, pacing 1e6/s. SDK alone: Clarion's "
         f"sender for the channel (the real SDK) called directly, {args.concurrency} in "
-        f"flight, no Kafka or Faust. Ceiling: a plain aiohttp client (APNs: bare h2 over "
+        f"flight (as many as the worker's sink keeps: more for SendGrid, whose mails share "
+        f"requests as personalizations), no Kafka or Faust. Ceiling: a plain aiohttp client (APNs: bare h2 over "
         f"TLS), {args.concurrency} in flight. Both for {args.ceiling_s} s after a "
         f"{args.ceiling_warmup} s warm-up, in the benchmark process; the sandbox runs in "
         f"its own process. Machine load before the start (broker idle): {idle_busy} cores.",
