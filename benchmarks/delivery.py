@@ -795,8 +795,9 @@ async def benchmark(args: argparse.Namespace, bootstrap: str, workdir: Path) -> 
         f"CLARION_SINK_CONCURRENCY={args.concurrency}, pacing 1e6/s. SDK alone: Clarion's "
         f"sender for the channel (the real SDK) called directly, {args.concurrency} in "
         f"flight (as many as the worker's sink keeps: more for SendGrid, whose mails share "
-        f"requests as personalizations), no Kafka or Faust. Ceiling: a plain aiohttp client (APNs: bare h2 over "
-        f"TLS), {args.concurrency} in flight. Both for {args.ceiling_s} s after a "
+        f"requests as personalizations), no Kafka or Faust. Ceiling: a plain aiohttp "
+        f"client (APNs: bare h2 over TLS), {args.concurrency} in flight. Both for "
+        f"{args.ceiling_s} s after a "
         f"{args.ceiling_warmup} s warm-up, in the benchmark process; the sandbox runs in "
         f"its own process. Machine load before the start (broker idle): {idle_busy} cores.",
         markdown_table(HEADER, rows),
