@@ -15,15 +15,13 @@ import logging
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import faust
 from aiokafka import ConsumerRecord
-from faust.types import Message
 from pydantic import ValidationError
 
 from logic.validation import Rejection, RejectReason
 from schemas.graph import FollowEdge
 from streams import deadletter
-from streams.topic_loader import TopicLoader
+from streams.topic_loader import TopicLoader, as_message, started_with_the_app
 from tables import changelog
 from tables.keys import BadEdgeKey, check_edge_key
 
@@ -48,21 +46,6 @@ def followed_at(key: bytes | None, value: bytes, timestamp_ms: int) -> float | R
     if edge.followed_at is None:
         return timestamp_ms / 1000
     return edge.followed_at.timestamp()
-
-
-def as_message(record: ConsumerRecord) -> Message:
-    """A Faust message for a record the loader read (what a dead letter is made of)."""
-    return Message(
-        record.topic,
-        record.partition,
-        record.offset,
-        record.timestamp / 1000,
-        record.timestamp_type,
-        list(record.headers or ()),
-        record.key,
-        record.value,
-        None,
-    )
 
 
 def applier(app: ClarionApp, ctx: StageContext) -> Any:
@@ -102,17 +85,11 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
     settings = app.settings
     loader = TopicLoader(
         app,
-        topic=ctx.topics.follows.get_topic_name(),
+        topics=[ctx.topics.follows.get_topic_name()],
         table=ctx.tables.followers,
         apply=applier(app, ctx),
         group_id=f"{settings.app_id}-graph",
         bootstrap_servers=settings.bootstrap_servers,
     )
 
-    @app.service
-    class _GraphLoader(faust.Service):  # type: ignore[misc]
-        """Starts the loader with the app (after the tables' first recovery), stops it with
-        the app."""
-
-        async def on_start(self) -> None:
-            await self.add_runtime_dependency(loader)
+    app.service(started_with_the_app(loader))

@@ -330,11 +330,26 @@ async def _counts(
         "lane_records": await record_count(reader, lanes),
         "deliveries": await record_count(reader, deliveries),
         # Deliveries the sinks had not finished when route had: small if they keep up.
-        "deliveries_not_yet_sunk": await group_lag(admin, reader, clarion.app_id, deliveries),
+        "deliveries_not_yet_sunk": await sink_lag(admin, reader, clarion),
         "receipts": await record_count(reader, [receipts]),
         "receipts_by_status": await statuses(reader, receipts),
         "dead_lettered": await record_count(reader, [clarion.topic(DLQ_EVENTS)]),
     }
+
+
+async def sink_lag(admin: Any, reader: AIOKafkaConsumer, clarion: Clarion) -> int:
+    """Delivery records the sinks have not committed. With no provider configured every
+    channel's sink reads its topics through a topic loader with its own consumer group
+    (streams/topic_loader.py): the in-app sink's and the outbox's, one per lane."""
+    lag = 0
+    for lane in Lane:
+        in_app = [clarion.topic(delivery_topic(Channel.IN_APP, lane))]
+        others = [
+            clarion.topic(delivery_topic(c, lane)) for c in Channel if c is not Channel.IN_APP
+        ]
+        lag += await group_lag(admin, reader, f"{clarion.app_id}-sink-in_app-{lane.value}", in_app)
+        lag += await group_lag(admin, reader, f"{clarion.app_id}-sink-outbox-{lane.value}", others)
+    return lag
 
 
 def full_pipeline_rules(workdir: Path, args: argparse.Namespace) -> Path:
@@ -358,7 +373,6 @@ async def _wait_full_pipeline(
     receipt or escalation written for three window lengths, and no window left open."""
     ingress, lanes, deliveries, receipts = _pipeline_topics(clarion)
     later = [clarion.topic(ESCALATIONS), clarion.topic(RETRIES)]
-    consumed = ingress + lanes + deliveries + later
     outputs = [*deliveries, receipts, *later]
     quiet_s = 3 * args.full_window_s + 3
     async with (
@@ -370,7 +384,8 @@ async def _wait_full_pipeline(
         while True:
             now = time.monotonic()
             count = await record_count(reader, outputs)
-            new_lag = await group_lag(admin, reader, clarion.app_id, consumed)
+            new_lag = await group_lag(admin, reader, clarion.app_id, ingress + lanes + later)
+            new_lag += await sink_lag(admin, reader, clarion)
             if count != written or new_lag != lag:
                 written, lag, since = count, new_lag, now
                 stalled = now

@@ -4,17 +4,24 @@ nothing) and push it to the user's live SSE connections on this worker."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import faust
+from aiokafka import ConsumerRecord
 
 from logic.inbox import append_item, contains, next_seq
 from schemas.common import Channel, Lane
 from schemas.notifications import Delivery, InboxItem, ReceiptStatus
-from streams import metrics, receipts
+from streams import metrics, receipts, sink_records
 from streams.in_place import delivered_in_place
+from streams.topic_loader import (
+    Apply,
+    TopicLoader,
+    as_current_event,
+    as_message,
+    started_with_the_app,
+)
 from tables import changelog, keys, presence
 
 if TYPE_CHECKING:
@@ -71,23 +78,47 @@ async def deliver(ctx: SinkContext, delivery: Delivery) -> Awaitable[Any]:
     )
 
 
-def install(app: ClarionApp, ctx: SinkContext) -> None:
-    topics = ctx.topics
+def applier(ctx: SinkContext, lane: Lane) -> Apply:
+    """The in-app sink of one lane, as a topic loader's `apply` (streams/topic_loader.py):
+    each record of a fetched batch, in order, as the current event of its partition.
+    A record marked delivered in place is skipped; one that does not decode, or whose
+    delivery fails, is dead-lettered (streams/sink_records.py) and the next goes on."""
+    stage = f"sink.in_app.{lane.value}"
 
-    async def _deliver_in_app(stream: faust.StreamT[Delivery]) -> None:
-        async for event in stream.events():
-            if delivered_in_place(event.headers):
+    async def apply(partition: int, records: Sequence[ConsumerRecord]) -> list[Awaitable[Any]]:
+        receipts_sent: list[Awaitable[Any]] = []
+        for record in records:
+            if delivered_in_place(record.headers):
                 continue  # stored and pushed by the stage that planned it
-            await deliver(ctx, event.value)  # type: ignore[arg-type]  # the topic's codec
+            message = as_message(record)
+            delivery = await sink_records.decode(ctx, message)
+            if delivery is None:
+                continue
+            with as_current_event(message):
+                sent = await sink_records.guarded(ctx, stage, message, deliver(ctx, delivery))
+            if sent is not None:
+                receipts_sent.append(sent)
+        return receipts_sent
 
-    for _lane in app.settings.served_lanes:
-        app.agent(
-            topics.deliveries[(Channel.IN_APP, _lane)],
-            name=f"sink.in_app.{_lane.value}",
-            concurrency=1,
-        )(_deliver_in_app)
+    return apply
+
+
+def install(app: ClarionApp, ctx: SinkContext) -> None:
+    """One topic loader per served lane on `deliveries.in_app.<lane>`, on the partitions of
+    `inbox` this worker owns (no Faust agent: streams/topic_loader.py says why)."""
+    settings = app.settings
+    for lane in settings.served_lanes:
+        loader = TopicLoader(
+            app,
+            topics=[ctx.topics.deliveries[(Channel.IN_APP, lane)].get_topic_name()],
+            table=ctx.tables.inbox,
+            apply=applier(ctx, lane),
+            group_id=f"{settings.app_id}-sink-in_app-{lane.value}",
+            bootstrap_servers=settings.bootstrap_servers,
+        )
+        app.service(started_with_the_app(loader))
     # A critical notification's in-app delivery is made by its route, on the ingress event:
     # the inbox is co-partitioned with it, and the hop through the topic was half of the
     # critical path's latency (docs/architecture.md, "Hops").
-    if Lane.CRITICAL in app.settings.served_lanes:
+    if Lane.CRITICAL in settings.served_lanes:
         ctx.in_place.register(Channel.IN_APP, Lane.CRITICAL, partial(deliver, ctx))

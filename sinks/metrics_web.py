@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from logic.lag import PartitionOffsets
 from streams import metrics
 from streams.faust_internals import committed_offset
+from streams.topic_loader import loaders_of
 
 if TYPE_CHECKING:
     from streams.clarion_app import ClarionApp
@@ -26,10 +27,12 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
     registry is the process's: streams/metrics.py)."""
 
     def _offsets() -> list[PartitionOffsets]:
-        """Highwater and committed offset of every partition assigned to this worker."""
+        """Highwater and committed offset of every partition assigned to this worker: its
+        Faust consumer's, and its topic loaders' (the in-app and outbox sinks' delivery
+        topics, streams/topic_loader.py)."""
         consumer = app.consumer
         try:
-            return [
+            rows = [
                 PartitionOffsets(
                     tp.topic,
                     tp.partition,
@@ -40,7 +43,10 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
             ]
         except Exception:  # no Kafka consumer yet (starting) or gone (stopping): no lag to report
             log.debug("consumer offsets unavailable", exc_info=True)
-            return []
+            rows = []
+        for loader in loaders_of(app):
+            rows.extend(loader.offsets())
+        return rows
 
     metrics.consumer_lag.source = _offsets
     metrics.consumer_lag.prefix = app.settings.topic_prefix

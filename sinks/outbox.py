@@ -5,14 +5,22 @@ deliveries. One JSON line each. Configured channels go through sinks/deliver.py.
 from __future__ import annotations
 
 import logging
-from typing import IO, TYPE_CHECKING
+from collections.abc import Awaitable, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
-import faust
+from aiokafka import ConsumerRecord
 
 from logic.masking import mask_address
-from schemas.common import Channel
+from schemas.common import Channel, Lane
 from schemas.notifications import Delivery, ReceiptStatus
-from streams import metrics, receipts
+from streams import metrics, receipts, sink_records
+from streams.topic_loader import (
+    Apply,
+    TopicLoader,
+    as_current_event,
+    as_message,
+    started_with_the_app,
+)
 
 if TYPE_CHECKING:
     from sinks.context import SinkContext
@@ -33,29 +41,58 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
             _file = _settings.outbox_path.open("ab")
         return _file
 
-    async def _deliver_to_outbox(stream: faust.StreamT[Delivery]) -> None:
-        async for delivery in stream:
-            out = _outbox()
-            out.write(delivery.model_dump_json().encode() + b"\n")
-            out.flush()
-            if _settings.outbox_console:
-                log.info(
-                    "%-7s %-8s → %s: %s — %s",
-                    delivery.channel.value,
-                    delivery.lane.value,
-                    mask_address(delivery.target.address),
-                    delivery.title,
-                    delivery.body,
-                )
-            metrics.provider_send(delivery, "outbox", "sent")
-            await receipts.record(ctx, delivery, ReceiptStatus.SENT)
+    async def write(delivery: Delivery) -> Awaitable[Any]:
+        out = _outbox()
+        out.write(delivery.model_dump_json().encode() + b"\n")
+        if _settings.outbox_console:
+            log.info(
+                "%-7s %-8s → %s: %s — %s",
+                delivery.channel.value,
+                delivery.lane.value,
+                mask_address(delivery.target.address),
+                delivery.title,
+                delivery.body,
+            )
+        metrics.provider_send(delivery, "outbox", "sent")
+        return await receipts.record(ctx, delivery, ReceiptStatus.SENT)
 
-    for _channel in Channel:
-        if _channel is Channel.IN_APP or _channel in senders:
+    def applier(lane: Lane) -> Apply:
+        stage = f"sink.outbox.{lane.value}"
+
+        async def apply(partition: int, records: Sequence[ConsumerRecord]) -> list[Awaitable[Any]]:
+            receipts_sent: list[Awaitable[Any]] = []
+            for record in records:
+                message = as_message(record)
+                delivery = await sink_records.decode(ctx, message)
+                if delivery is None:
+                    continue
+                with as_current_event(message):
+                    sent = await sink_records.guarded(ctx, stage, message, write(delivery))
+                if sent is not None:
+                    receipts_sent.append(sent)
+            if _file is not None:
+                _file.flush()  # one flush per batch: the lines are out before the commit
+            return receipts_sent
+
+        return apply
+
+    # One topic loader per served lane for every channel without a provider (no Faust agent:
+    # streams/topic_loader.py says why), on the partitions of `ledger` this worker owns (the
+    # delivery topics are keyed by recipient, like it).
+    for lane in _settings.served_lanes:
+        names = [
+            topics.deliveries[(channel, lane)].get_topic_name()
+            for channel in Channel
+            if channel is not Channel.IN_APP and channel not in senders
+        ]
+        if not names:
             continue
-        for _lane in _settings.served_lanes:
-            app.agent(
-                topics.deliveries[(_channel, _lane)],
-                name=f"sink.outbox.{_channel.value}.{_lane.value}",
-                concurrency=1,
-            )(_deliver_to_outbox)
+        loader = TopicLoader(
+            app,
+            topics=names,
+            table=ctx.tables.ledger,
+            apply=applier(lane),
+            group_id=f"{_settings.app_id}-sink-outbox-{lane.value}",
+            bootstrap_servers=_settings.bootstrap_servers,
+        )
+        app.service(started_with_the_app(loader))

@@ -28,10 +28,13 @@ subclass (that is how an override works); `OVERRIDES` lists each with the reason
 
 from __future__ import annotations
 
+import contextlib
 import gc
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, cast
 
+import faust.streams as _faust_streams
 from faust.stores import rocksdb as _faust_rocksdb
 from faust.streams import current_event
 from faust.transport.drivers import aiokafka as _faust_aiokafka
@@ -64,6 +67,9 @@ CONSUMER_STATE = (
     Private(*_CONSUMER, "_waiting_for_ack", instance=True),
     Private("faust.transport.consumer", "ThreadDelegateConsumer", "_thread", instance=True),
 )
+# streams/topic_loader.as_current_event: a record read outside Faust's streams processed as
+# Faust's current event (a module-level context variable: no owner class).
+EVENT_STATE = (Private("faust.streams", "", "_current_event"),)
 STORE_STATE = (
     Private(*_STORE, "_dbs", instance=True),
     Private(*_STORE, "_db_for_partition"),
@@ -103,6 +109,7 @@ PRODUCER_STATE = (Private("faust.transport.drivers.aiokafka", "Producer", "_ensu
 # Every private name Clarion relies on.
 REQUIRED: tuple[Private, ...] = (
     *CONSUMER_STATE,
+    *EVENT_STATE,
     *STORE_STATE,
     *PRODUCER_STATE,
     *dict.fromkeys(o.faust for o in OVERRIDES),
@@ -252,3 +259,17 @@ def store_revoke_partitions(self: Any, table: Any, tps: set[TP]) -> None:
 def install_store_revoke_patch() -> None:
     """Replace Faust's `Store.revoke_partitions` with `store_revoke_partitions` (idempotent)."""
     _faust_rocksdb.Store.revoke_partitions = store_revoke_partitions  # type: ignore[method-assign]
+
+
+# -- the current event (streams/topic_loader.py) -----------------------------------------------
+
+
+@contextlib.contextmanager
+def current_event_set(event: Any) -> Iterator[None]:
+    """`faust.current_event()` returns `event` inside the block (Faust keeps a weak reference
+    in a context variable, set by its streams for each event they hand on)."""
+    token = _faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _faust_streams._current_event.reset(token)

@@ -1,68 +1,88 @@
-"""A table kept in step with a compacted topic that is read in batches, outside Faust's
-streams (Kafka Streams' "source table").
+"""Topics read in batches, outside Faust's streams, on the partitions of a table this worker
+owns (Kafka Streams' "source table", and sinks that only need their records in order).
 
 A Faust agent pays Faust's per-record machinery on every record it reads (about 125 µs of
 CPU on this machine, the bare Faust hop in benchmarks/RESULTS.md), which caps any agent
-that reads one record at a time at a few thousand records a second. A compacted topic that
-only feeds a table (the follow graph: `follows` -> `followers`) needs none of it: no
-event, no ack window, no per-record offset bookkeeping. Here a plain aiokafka consumer reads
-the topic's partitions whose table partitions this worker owns, and hands each fetched
-batch to `apply`, which writes the rows through tables/changelog.py (row at once,
-changelog record written behind).
+that reads one record at a time at a few thousand records a second, and every topic it
+subscribes adds partitions to the one fetch loop that feeds all agents. A topic whose
+records need no more than "in order, on the owner of the partition" needs none of it: the
+compacted `follows` topic that feeds the follow graph, and the delivery topics of the
+in-app sink and the outbox. Here a plain aiokafka consumer reads the topics' partitions
+whose table partition this worker owns and hands each fetched batch of one partition to
+`apply` (sync, or async for a sink).
 
 Ownership and order:
-- The loader reads partition p of the topic only while this worker owns partition p of the
-  table (Faust's assignor puts the table's changelog partition p with the co-partitioned
-  source partitions), and never while Faust rebalances or restores a table (between
+- A loader reads partition p only while this worker owns partition p of its table (Faust's
+  assignor puts the table's changelog partition p with the co-partitioned source
+  partitions), and never while Faust rebalances or restores a table (between
   `app.on_rebalance_start` and the end of recovery, `app.rebalancing`): a restore writes
-  the same rows from the changelog, and a row of an older record written after it would
-  undo a newer one.
-- A fetched batch is applied only if the assignment it was fetched under still holds, and
-  `apply` runs with no await, so no rebalance can come between the check and the writes.
+  the same rows, and a row of an older record written after it would undo a newer one.
+- A fetched batch is applied only if the assignment it was fetched under still holds. A
+  synchronous `apply` (the graph) runs with no await after that check. An async one (a
+  sink) may still be running when Faust revokes: the loader's receiver of
+  `app.on_partitions_revoked` waits for the batch to end and flushes the producer before
+  Faust goes on to hand the partitions over, as Faust waits for its own streams.
+- `apply` runs each record as Faust's current event (`as_current_event`), so the code it
+  calls writes and reads the tables of the record's partition as it does in an agent.
 
 Progress is the loader's own consumer group (`group_id`, offsets committed, never joined):
-an offset is committed only after the producer has flushed the changelog records (and
-dead letters) of every record before it, so a crash reads the rest again. Reading again is
-harmless: each record sets its key's row, in the topic's order, so the last record of a key
-wins again. After a move to another worker, the new owner restores the table from the
-changelog and reads the topic from the last commit on.
+an offset is committed only after `apply`'s returned awaitables (receipts, dead letters)
+are done and the producer has flushed the changelog records of every record before it, so
+a crash reads the rest again. Reading again is harmless: a graph record sets its key's row
+again in the topic's order, and a sink finds its earlier delivery (the inbox's `contains`)
+and re-sends only the receipt, as a redelivered agent record did.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
+from faust.types import Message
 from mode import Service
 
-from streams import metrics
+from logic.lag import PartitionOffsets
+from streams import faust_internals, metrics
 
 if TYPE_CHECKING:
     import faust
 
 log = logging.getLogger("clarion.topic_loader")
 
-# Writes the rows of one fetched batch of one partition, with no await (see the module
-# docstring), and returns what must be awaited before the batch's offsets may be committed
-# (the dead letters of records it refused).
-Apply = Callable[[int, Sequence[ConsumerRecord]], list[Awaitable[None]]]
+# Applies one fetched batch of one partition and returns what must be awaited before the
+# batch's offsets may be committed (receipts, dead letters); sync (no await: the graph) or
+# async (a sink).
+Apply = Callable[
+    [int, Sequence[ConsumerRecord]], list[Awaitable[Any]] | Awaitable[list[Awaitable[Any]]]
+]
 
 # (consumer generation, owned partitions), or None while Faust rebalances or restores.
 Ownership = tuple[int, frozenset[int]] | None
 
+# Every loader of an app (the consumer lag on /metrics includes theirs).
+_LOADERS: weakref.WeakKeyDictionary[Any, list[TopicLoader]] = weakref.WeakKeyDictionary()
+
+
+def loaders_of(app: Any) -> list[TopicLoader]:
+    return list(_LOADERS.get(app, ()))
+
 
 class TopicLoader(Service):  # type: ignore[misc]
-    """Reads `topic` into `table` through `apply`, on the partitions this worker owns."""
+    """Reads `topics` through `apply`, on the partitions of `table` this worker owns."""
 
     def __init__(
         self,
         app: faust.App,
         *,
-        topic: str,
+        topics: Sequence[str],
         table: Any,
         apply: Apply,
         group_id: str,
@@ -72,7 +92,7 @@ class TopicLoader(Service):  # type: ignore[misc]
     ) -> None:
         super().__init__()
         self.app = app
-        self.topic = topic
+        self.topics = list(topics)
         self.table = table
         self.apply = apply
         self.group_id = group_id
@@ -83,8 +103,13 @@ class TopicLoader(Service):  # type: ignore[misc]
         self._reading: Ownership = None  # the ownership the consumer is positioned for
         self._applied: dict[TopicPartition, int] = {}  # next offset, applied not committed
         self._next: dict[TopicPartition, int] = {}  # next offset to apply (for the lag)
+        self._committed: dict[TopicPartition, int] = {}
         self._last_commit = time.monotonic()
+        self._between_batches = asyncio.Event()
+        self._between_batches.set()
         self.records_applied = 0
+        _LOADERS.setdefault(app, []).append(self)
+        app.on_partitions_revoked.connect(self._on_revoked)
 
     def owned(self) -> Ownership:
         """The table partitions this worker owns now, or None while that is changing."""
@@ -96,6 +121,27 @@ class TopicLoader(Service):  # type: ignore[misc]
             tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog
         )
         return app.consumer_generation_id, partitions
+
+    def offsets(self) -> list[PartitionOffsets]:
+        """Highwater and committed offset of each partition it reads (the consumer lag)."""
+        consumer = self._consumer
+        if consumer is None or self._reading is None:
+            return []
+        return [
+            PartitionOffsets(
+                tp.topic, tp.partition, consumer.highwater(tp), self._committed.get(tp)
+            )
+            for tp in consumer.assignment()
+        ]
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        # Sent by Faust during revocation, after its own streams emptied and before the
+        # partitions go to another worker: let the batch in progress end, and hand its
+        # records (changelog, receipts) to the broker, as Faust did for its streams.
+        self._reading = None
+        if not self._between_batches.is_set():
+            await self._between_batches.wait()
+            await self.app.producer.flush()
 
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -118,9 +164,12 @@ class TopicLoader(Service):  # type: ignore[misc]
                 await self._step()
             except Exception:
                 # A broker error or a failed commit: start again from the last commit.
-                log.exception("%s: loading failed; reading again from the last commit", self.topic)
+                log.exception("%s: loading failed; reading again from the last commit", self)
                 self._reading = None
                 await self.sleep(1.0)
+
+    def __str__(self) -> str:
+        return ",".join(self.topics)
 
     async def _step(self) -> None:
         consumer = self._consumer
@@ -137,48 +186,56 @@ class TopicLoader(Service):  # type: ignore[misc]
             await self.sleep(0.5)
             return
         fetched = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
-        if self.owned() != owned:
+        if self.owned() != owned or self._reading != owned:
             return  # fetched under an assignment that no longer holds: dropped, read again
-        waits: list[Awaitable[None]] = []
-        for tp, records in fetched.items():
-            if records:
-                waits.extend(self.apply(tp.partition, records))
-                self._applied[tp] = self._next[tp] = records[-1].offset + 1
-                self.records_applied += len(records)
-                metrics.child(metrics.topic_loader_records, self.topic).inc(len(records))
+        waits: list[Awaitable[Any]] = []
+        self._between_batches.clear()
+        try:
+            for tp, records in fetched.items():
+                if records:
+                    applied = self.apply(tp.partition, records)
+                    if inspect.isawaitable(applied):
+                        applied = await applied
+                    waits.extend(applied)
+                    self._applied[tp] = self._next[tp] = records[-1].offset + 1
+                    self.records_applied += len(records)
+                    metrics.child(metrics.topic_loader_records, tp.topic).inc(len(records))
+            for wait in waits:
+                await wait
+        finally:
+            self._between_batches.set()
         self._report_lag()
-        for wait in waits:
-            await wait
         if self._applied and time.monotonic() - self._last_commit >= self.commit_interval_s:
             await self._commit(owned)
 
     def _report_lag(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        behind = 0
+        behind: dict[str, int] = dict.fromkeys(self.topics, 0)
         for tp, next_offset in self._next.items():
             highwater = consumer.highwater(tp)
             if highwater is not None:
-                behind += max(highwater - next_offset, 0)
-        metrics.child(metrics.topic_loader_lag, self.topic).set(behind)
+                behind[tp.topic] += max(highwater - next_offset, 0)
+        for topic, records in behind.items():
+            metrics.child(metrics.topic_loader_lag, topic).set(records)
 
     async def _position(self, owned: tuple[int, frozenset[int]]) -> None:
         """Read the owned partitions from their last committed offsets."""
         consumer = self._consumer
         assert consumer is not None
-        tps = [TopicPartition(self.topic, p) for p in sorted(owned[1])]
+        tps = [TopicPartition(t, p) for t in self.topics for p in sorted(owned[1])]
         consumer.assign(tps)
-        self._applied, self._next = {}, {}
+        self._applied, self._next, self._committed = {}, {}, {}
         for tp in tps:
             committed = await consumer.committed(tp)
             if committed is None:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, committed)
-                self._next[tp] = committed
+                self._next[tp] = self._committed[tp] = committed
         if self.owned() == owned:
             self._reading = owned
-            log.info("%s: reading partitions %s", self.topic, sorted(owned[1]) or "none")
+            log.info("%s: reading partitions %s", self, sorted(owned[1]) or "none")
 
     async def _commit(self, owned: tuple[int, frozenset[int]]) -> None:
         """Commit what was applied, once its changelog records are with the broker."""
@@ -186,10 +243,55 @@ class TopicLoader(Service):  # type: ignore[misc]
         assert consumer is not None
         applied = dict(self._applied)
         await self.app.producer.flush()  # the changelog records held behind, then the rest
-        if self.owned() != owned:
+        if self.owned() != owned or self._reading != owned:
             return  # another worker may own them now: it reads from the last commit
         await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in applied.items()})
+        self._committed.update(applied)
         for tp, offset in applied.items():
             if self._applied.get(tp) == offset:
                 del self._applied[tp]
         self._last_commit = time.monotonic()
+
+
+def as_message(record: ConsumerRecord) -> Message:
+    """A Faust message for a record a loader read (what a dead letter is made of)."""
+    return Message(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp / 1000,
+        record.timestamp_type,
+        list(record.headers or ()),
+        record.key,
+        record.value,
+        None,
+    )
+
+
+class _RecordEvent:
+    """What code that reads Faust's current event uses of it (`message`, `headers`), for a
+    record a loader read."""
+
+    __slots__ = ("__weakref__", "headers", "message")
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self.headers = message.headers
+
+
+def as_current_event(message: Message) -> contextlib.AbstractContextManager[None]:
+    """Run code as if Faust were processing `message` (`faust.current_event()`): table
+    writes and lookups go to its partition, as in an agent."""
+    return faust_internals.current_event_set(_RecordEvent(message))
+
+
+def started_with_the_app(loader: TopicLoader) -> type[Service]:
+    """A service class for `app.service`, which starts `loader` with the app (after the
+    tables' first recovery) and stops it with the app."""
+
+    class _Started(Service):  # type: ignore[misc]
+        async def on_start(self) -> None:
+            await self.add_runtime_dependency(loader)
+
+    _Started.__name__ = f"Loader[{loader}]"
+    return _Started

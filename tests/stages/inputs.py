@@ -80,12 +80,19 @@ def preferences(uid: str, **prefs: Any) -> Preferences:
     return Preferences.model_validate({"user_id": uid, **prefs})
 
 
-def follows_record(
-    offset: int, key: bytes, value: bytes | None, *, partition: int = 0, timestamp_ms: int = 0
+def consumer_record(
+    topic: str,
+    offset: int,
+    key: bytes,
+    value: bytes | None,
+    *,
+    partition: int = 0,
+    timestamp_ms: int = 0,
+    headers: dict[str, bytes] | None = None,
 ) -> ConsumerRecord[bytes, bytes]:
-    """A record of the `follows` topic as the graph's topic loader reads it."""
+    """A record as a topic loader reads it (streams/topic_loader.py)."""
     return ConsumerRecord(
-        topic="follows",
+        topic=topic,
         partition=partition,
         offset=offset,
         timestamp=timestamp_ms,
@@ -95,5 +102,14 @@ def follows_record(
         checksum=None,
         serialized_key_size=len(key),
         serialized_value_size=len(value or b""),
-        headers=(),
+        headers=tuple((headers or {}).items()),
+    )
+
+
+def follows_record(
+    offset: int, key: bytes, value: bytes | None, *, partition: int = 0, timestamp_ms: int = 0
+) -> ConsumerRecord[bytes, bytes]:
+    """A record of the `follows` topic as the graph's topic loader reads it."""
+    return consumer_record(
+        "follows", offset, key, value, partition=partition, timestamp_ms=timestamp_ms
     )

@@ -11,11 +11,12 @@ from logic.partitioning import partition_of
 from schemas.common import Channel, Lane
 from schemas.control import EscalationStep
 from schemas.digests import DigestWindow
+from sinks import inapp
 from streams.in_place import IN_PLACE_HEADER
 from tables import keys
 from tests.stages.conftest import PARTITIONS
 from tests.stages.harness import Record, StageHarness
-from tests.stages.inputs import contacts, notification, preferences
+from tests.stages.inputs import consumer_record, contacts, notification, preferences
 
 UID = "alice"
 
@@ -92,9 +93,11 @@ async def test_a_critical_in_app_delivery_is_made_in_place(stage: StageHarness) 
     [receipt] = [r for r in receipts(stage) if r.get("channel") == "in_app"]
     assert (receipt["delivery_id"], receipt["status"]) == (item.id, "sent")  # no live client
     # The sink, handed the marked record, leaves the inbox and the receipts as they are.
-    async with stage.run("sink.in_app.critical") as sink:
-        assert record.value is not None
-        await sink.put(record.value, key=UID, headers=record.headers)
+    apply = inapp.applier(stage.ctx, Lane.CRITICAL)
+    assert record.value is not None
+    topic = stage.ctx.topics.deliveries[(Channel.IN_APP, Lane.CRITICAL)].get_topic_name()
+    marked = consumer_record(topic, 0, UID.encode(), record.value, headers=record.headers)
+    assert await apply(0, [marked]) == []
     assert len(stage.ctx.tables.inbox[keys.user_key(UID)]) == 1
     assert len([r for r in receipts(stage) if r.get("channel") == "in_app"]) == 1
 

@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_PACKAGES = ("schemas", "logic", "streams", "tables", "agents", "sinks")
 
 
-def _owner(p: Private) -> type:
-    owner: type = getattr(importlib.import_module(p.module), p.owner)
-    return owner
+def _owner(p: Private) -> Any:
+    """The class that has the name, or the module for a module-level one (no owner)."""
+    module = importlib.import_module(p.module)
+    return getattr(module, p.owner) if p.owner else module
 
 
 @pytest.fixture
