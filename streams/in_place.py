@@ -8,7 +8,7 @@ critical path's latency (docs/architecture.md, "Hops"). The sink registers the r
 serve in place (sinks/inapp.py); emit (agents/emit.py) asks here before sending.
 
 The delivery record still goes to its topic, marked with IN_PLACE_HEADER, as the log of what
-was delivered (tests, replays and operators read it); the sink's agent skips marked
+was delivered (tests, replays and operators read it); the sink's loader skips marked
 records. The guarantee is the sink's own: the inbox write and the receipt are sent in the
 same event as the record that planned them, and Faust commits that event's offset only
 after the producer has flushed them all, so a crash re-runs the event and the inbox's
