@@ -123,16 +123,20 @@ class TopicLoader(Service):  # type: ignore[misc]
         return app.consumer_generation_id, partitions
 
     def offsets(self) -> list[PartitionOffsets]:
-        """Highwater and committed offset of each partition it reads (the consumer lag)."""
-        consumer = self._consumer
-        if consumer is None or self._reading is None:
+        """Highwater and committed offset of each partition it owns (the consumer lag; both
+        None, i.e. no lag reported, until the partition's first batch or commit)."""
+        consumer, owned = self._consumer, self.owned()
+        if consumer is None or owned is None:
             return []
-        return [
-            PartitionOffsets(
-                tp.topic, tp.partition, consumer.highwater(tp), self._committed.get(tp)
-            )
-            for tp in consumer.assignment()
-        ]
+        reading = self._reading == owned
+        rows = []
+        for topic in self.topics:
+            for partition in sorted(owned[1]):
+                tp = TopicPartition(topic, partition)
+                done = self._committed.get(tp, self._next.get(tp))
+                highwater = consumer.highwater(tp) if reading and done is not None else None
+                rows.append(PartitionOffsets(topic, partition, highwater, done))
+        return rows
 
     async def _on_revoked(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
         # Sent by Faust during revocation, after its own streams emptied and before the
@@ -220,19 +224,14 @@ class TopicLoader(Service):  # type: ignore[misc]
             metrics.child(metrics.topic_loader_lag, topic).set(records)
 
     async def _position(self, owned: tuple[int, frozenset[int]]) -> None:
-        """Read the owned partitions from their last committed offsets."""
+        """Read the owned partitions from their last committed offsets (aiokafka positions
+        a manually assigned partition at its group's committed offset, fetched for all of
+        them at once, or at the log's start if there is none)."""
         consumer = self._consumer
         assert consumer is not None
         tps = [TopicPartition(t, p) for t in self.topics for p in sorted(owned[1])]
         consumer.assign(tps)
         self._applied, self._next, self._committed = {}, {}, {}
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)
-                self._next[tp] = self._committed[tp] = committed
         if self.owned() == owned:
             self._reading = owned
             log.info("%s: reading partitions %s", self, sorted(owned[1]) or "none")
