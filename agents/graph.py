@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
+from logic.topic_names import graph_group
 from logic.validation import Rejection, RejectReason
 from schemas.graph import FollowEdge
 from streams import deadletter
-from streams.topic_loader import TopicLoader, as_message, started_with_the_app
+from streams.topic_loader import Apply, TopicLoader, as_message, started_with_the_app
 from tables import changelog
 from tables.keys import BadEdgeKey, check_edge_key
 
@@ -48,7 +49,7 @@ def followed_at(key: bytes | None, value: bytes, timestamp_ms: int) -> float | R
     return edge.followed_at.timestamp()
 
 
-def applier(app: ClarionApp, ctx: StageContext) -> Any:
+def applier(app: ClarionApp, ctx: StageContext) -> Apply:
     """The loader's `apply` for `follows` -> `followers` (streams/topic_loader.Apply)."""
     followers, dlq = ctx.tables.followers, ctx.topics.dlq_events
     budget = app.settings.dead_letter_max_bytes
@@ -88,8 +89,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
         topics=[ctx.topics.follows.get_topic_name()],
         table=ctx.tables.followers,
         apply=applier(app, ctx),
-        group_id=f"{settings.app_id}-graph",
+        group_id=graph_group(settings.app_id),
         bootstrap_servers=settings.bootstrap_servers,
     )
-
     app.service(started_with_the_app(loader))

@@ -50,6 +50,7 @@ from benchmarks.common import (
 from benchmarks.profile import sampling, stage_shares
 from devenv.traffic import EVENT_MIX, make_event, user_ids
 from logic import rules as rules_module
+from logic.topic_names import in_app_sink_group, outbox_sink_group
 from schemas.common import Channel, Lane
 from streams.admin import ensure_topics
 from streams.catalog import (
@@ -347,8 +348,8 @@ async def sink_lag(admin: Any, reader: AIOKafkaConsumer, clarion: Clarion) -> in
         others = [
             clarion.topic(delivery_topic(c, lane)) for c in Channel if c is not Channel.IN_APP
         ]
-        lag += await group_lag(admin, reader, f"{clarion.app_id}-sink-in_app-{lane.value}", in_app)
-        lag += await group_lag(admin, reader, f"{clarion.app_id}-sink-outbox-{lane.value}", others)
+        lag += await group_lag(admin, reader, in_app_sink_group(clarion.app_id, lane), in_app)
+        lag += await group_lag(admin, reader, outbox_sink_group(clarion.app_id, lane), others)
     return lag
 
 

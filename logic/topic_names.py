@@ -13,3 +13,18 @@ def lane_topic(lane: Lane) -> str:
 
 def delivery_topic(channel: Channel, lane: Lane) -> str:
     return f"deliveries.{channel.value}.{lane.value}"
+
+
+# The consumer groups of the topic loaders (streams/topic_loader.py): each commits its
+# offsets under its own group, next to the worker's group (the app id). Named here once for
+# the loaders and for the tools that read their offsets (benchmarks/throughput.py).
+def graph_group(app_id: str) -> str:
+    return f"{app_id}-graph"
+
+
+def in_app_sink_group(app_id: str, lane: Lane) -> str:
+    return f"{app_id}-sink-in_app-{lane.value}"
+
+
+def outbox_sink_group(app_id: str, lane: Lane) -> str:
+    return f"{app_id}-sink-outbox-{lane.value}"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import ConsumerRecord
 
 from logic.inbox import append_item, contains, next_seq
+from logic.topic_names import in_app_sink_group
 from schemas.common import Channel, Lane
 from schemas.notifications import Delivery, InboxItem, ReceiptStatus
 from streams import metrics, receipts, sink_records
@@ -113,7 +114,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
             topics=[ctx.topics.deliveries[(Channel.IN_APP, lane)].get_topic_name()],
             table=ctx.tables.inbox,
             apply=applier(ctx, lane),
-            group_id=f"{settings.app_id}-sink-in_app-{lane.value}",
+            group_id=in_app_sink_group(settings.app_id, lane),
             bootstrap_servers=settings.bootstrap_servers,
         )
         app.service(started_with_the_app(loader))

@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Any
 from aiokafka import ConsumerRecord
 
 from logic.masking import mask_address
+from logic.topic_names import outbox_sink_group
 from schemas.common import Channel, Lane
 from schemas.notifications import Delivery, ReceiptStatus
 from streams import metrics, receipts, sink_records
@@ -92,7 +93,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
             topics=names,
             table=ctx.tables.ledger,
             apply=applier(lane),
-            group_id=f"{_settings.app_id}-sink-outbox-{lane.value}",
+            group_id=outbox_sink_group(_settings.app_id, lane),
             bootstrap_servers=_settings.bootstrap_servers,
         )
         app.service(started_with_the_app(loader))

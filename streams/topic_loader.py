@@ -107,7 +107,6 @@ class TopicLoader(Service):  # type: ignore[misc]
         self._last_commit = time.monotonic()
         self._between_batches = asyncio.Event()
         self._between_batches.set()
-        self.records_applied = 0
         _LOADERS.setdefault(app, []).append(self)
         app.on_partitions_revoked.connect(self._on_revoked)
 
@@ -202,7 +201,6 @@ class TopicLoader(Service):  # type: ignore[misc]
                         applied = await applied
                     waits.extend(applied)
                     self._applied[tp] = self._next[tp] = records[-1].offset + 1
-                    self.records_applied += len(records)
                     metrics.child(metrics.topic_loader_records, tp.topic).inc(len(records))
             for wait in waits:
                 await wait

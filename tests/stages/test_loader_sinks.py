@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from logic import deadletter
+from logic.topic_names import outbox_sink_group
 from schemas.common import Channel, Lane
 from sinks import inapp
 from streams.topic_loader import loaders_of
@@ -67,7 +68,11 @@ async def test_a_bad_record_is_dead_lettered_and_the_batch_goes_on(tmp_path: Pat
 
 
 async def test_the_outbox_writes_a_line_and_a_receipt_per_delivery(stage: StageHarness) -> None:
-    [loader] = [lo for lo in loaders_of(stage.app) if lo.group_id.endswith("-sink-outbox-high")]
+    [loader] = [
+        lo
+        for lo in loaders_of(stage.app)
+        if lo.group_id == outbox_sink_group(stage.app.settings.app_id, Lane.HIGH)
+    ]
     topic = stage.ctx.topics.deliveries[(Channel.EMAIL, Lane.HIGH)].get_topic_name()
     assert topic in loader.topics
     value = delivery_bytes("email", UID, "ann@example.com")
