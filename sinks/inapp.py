@@ -16,13 +16,7 @@ from schemas.common import Channel, Lane
 from schemas.notifications import Delivery, InboxItem, ReceiptStatus
 from streams import metrics, receipts, sink_records
 from streams.in_place import delivered_in_place
-from streams.topic_loader import (
-    Apply,
-    TopicLoader,
-    as_current_event,
-    as_message,
-    started_with_the_app,
-)
+from streams.topic_loader import Apply, TopicLoader, started_with_the_app
 from tables import changelog, keys, presence
 
 if TYPE_CHECKING:
@@ -87,19 +81,10 @@ def applier(ctx: SinkContext, lane: Lane) -> Apply:
     stage = f"sink.in_app.{lane.value}"
 
     async def apply(partition: int, records: Sequence[ConsumerRecord]) -> list[Awaitable[Any]]:
-        receipts_sent: list[Awaitable[Any]] = []
-        for record in records:
-            if delivered_in_place(record.headers):
-                continue  # stored and pushed by the stage that planned it
-            message = as_message(record)
-            delivery = await sink_records.decode(ctx, message)
-            if delivery is None:
-                continue
-            with as_current_event(message):
-                sent = await sink_records.guarded(ctx, stage, message, deliver(ctx, delivery))
-            if sent is not None:
-                receipts_sent.append(sent)
-        return receipts_sent
+        # Records marked delivered in place were stored and pushed by the stage that planned
+        # them.
+        todo = [r for r in records if not delivered_in_place(r.headers)]
+        return await sink_records.deliver_each(ctx, stage, todo, partial(deliver, ctx))
 
     return apply
 

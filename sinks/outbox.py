@@ -15,13 +15,7 @@ from logic.topic_names import outbox_sink_group
 from schemas.common import Channel, Lane
 from schemas.notifications import Delivery, ReceiptStatus
 from streams import metrics, receipts, sink_records
-from streams.topic_loader import (
-    Apply,
-    TopicLoader,
-    as_current_event,
-    as_message,
-    started_with_the_app,
-)
+from streams.topic_loader import Apply, TopicLoader, started_with_the_app
 
 if TYPE_CHECKING:
     from sinks.context import SinkContext
@@ -61,16 +55,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
         stage = f"sink.outbox.{lane.value}"
 
         async def apply(partition: int, records: Sequence[ConsumerRecord]) -> list[Awaitable[Any]]:
-            receipts_sent: list[Awaitable[Any]] = []
-            for record in records:
-                message = as_message(record)
-                delivery = await sink_records.decode(ctx, message)
-                if delivery is None:
-                    continue
-                with as_current_event(message):
-                    sent = await sink_records.guarded(ctx, stage, message, write(delivery))
-                if sent is not None:
-                    receipts_sent.append(sent)
+            receipts_sent = await sink_records.deliver_each(ctx, stage, records, write)
             if _file is not None:
                 _file.flush()  # one flush per batch: the lines are out before the commit
             return receipts_sent

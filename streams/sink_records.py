@@ -6,13 +6,15 @@ reason and its original bytes, and the sink goes on with the next."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from aiokafka import ConsumerRecord
 from faust.types import Message
 from pydantic import ValidationError
 
 from schemas.notifications import Delivery
+from streams.topic_loader import as_current_event, as_message
 
 if TYPE_CHECKING:
     from streams.guard import Guard
@@ -60,3 +62,26 @@ async def guarded(ctx: _Context, stage: str, message: Message, work: Awaitable[T
     if not result and asyncio.iscoroutine(work):
         work.close()  # never started (an injected fault): not reported as un-awaited
     return result[0] if result else None
+
+
+async def deliver_each(
+    ctx: _Context,
+    stage: str,
+    records: Sequence[ConsumerRecord],
+    deliver: Callable[[Delivery], Awaitable[Awaitable[Any]]],
+) -> list[Awaitable[Any]]:
+    """A sink's step over one fetched batch (streams/topic_loader.Apply): each record in
+    order, decoded and `deliver`ed as the current event of its partition, under the guard.
+    Returns the receipts' send futures (`deliver`'s results), for the loader to await
+    before it commits."""
+    receipts_sent: list[Awaitable[Any]] = []
+    for record in records:
+        message = as_message(record)
+        delivery = await decode(ctx, message)
+        if delivery is None:
+            continue
+        with as_current_event(message):
+            sent = await guarded(ctx, stage, message, deliver(delivery))
+        if sent is not None:
+            receipts_sent.append(sent)
+    return receipts_sent
