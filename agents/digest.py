@@ -45,7 +45,6 @@ from schemas.common import Lane
 from schemas.digests import DigestWindow
 from schemas.notifications import Notification
 from streams import metrics
-from streams.faust_internals import committed_offset
 from tables import changelog, keys
 from tables.rows import DigestProgress, LaneProgress
 
@@ -265,17 +264,12 @@ def _report_overdue(
 def _behind(ctx: StageContext, lane: Lane, partition: int) -> list[str]:
     """The partitions feeding the lane partition that are not caught up, with processed
     position, committed offset and highwater."""
-    app, index, positions = ctx.app, ctx.windows, ctx.positions
+    index, positions = ctx.windows, ctx.positions
     found = []
     for tp in index.feeding(lane, partition):
         if positions.caught_up(tp):
             continue
-        found.append(
-            f"{tp.topic}[{tp.partition}] processed-next "
-            f"{positions._processed_next.next_offset(tp, app.consumer_generation_id)} committed "
-            f"{committed_offset(app.consumer, tp)} highwater "
-            f"{app.consumer.highwater(tp)}"
-        )
+        found.append(f"{tp.topic}[{tp.partition}] {positions.describe(tp)}")
     return found
 
 

@@ -6,12 +6,15 @@ ingress partition p feeds lane partition p) have no backlog on this worker.
 
 Positions are valid for one assignment only (logic/progress.py says why): they are
 forgotten when their partitions are revoked and ignored once the consumer generation moves.
+
+A topic read by a topic loader (streams/topic_loader.py: the ingress topics) is not in
+Faust's consumer: its loader says whether it reads a partition and is caught up there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from faust.types import TP
 
@@ -22,13 +25,31 @@ if TYPE_CHECKING:
     import faust
 
 
+class LoaderPositions(Protocol):
+    """What a topic loader tells about the partitions it reads."""
+
+    topics: list[str]
+
+    def reads(self, topic: str, partition: int) -> bool: ...
+
+    def caught_up(self, topic: str, partition: int) -> bool: ...
+
+    def position(self, topic: str, partition: int) -> tuple[int | None, int | None, int | None]: ...
+
+
 class Positions:
-    """One app's processed positions (where its agents are in each partition)."""
+    """One app's processed positions (where its agents and loaders are in each partition)."""
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
         self._processed_next: ProcessedPositions[TP] = ProcessedPositions()
+        self._loaders: dict[str, LoaderPositions] = {}  # topic -> the loader reading it
         app.on_partitions_revoked.connect(self._on_revoked)
+
+    def read_by(self, loader: LoaderPositions) -> None:
+        """`loader` reads its topics on this worker instead of Faust's consumer."""
+        for topic in loader.topics:
+            self._loaders[topic] = loader
 
     def observe(self, tp: TP, offset: int) -> None:
         self._processed_next.observe(tp, offset, self.app.consumer_generation_id)
@@ -42,6 +63,9 @@ class Positions:
         self.forget(args[0] if args else kwargs.get("revoked", ()))
 
     def caught_up(self, tp: TP) -> bool:
+        loader = self._loaders.get(tp.topic)
+        if loader is not None:
+            return loader.caught_up(tp.topic, tp.partition)
         app = self.app
         try:
             highwater = app.consumer.highwater(tp)
@@ -53,5 +77,30 @@ class Positions:
         position = self._processed_next.next_offset(tp, app.consumer_generation_id)
         return is_caught_up(position, committed, highwater)
 
+    def highwater(self, tp: TP) -> int | None:
+        """The partition's end offset as this worker last fetched it (None if not yet)."""
+        loader = self._loaders.get(tp.topic)
+        if loader is not None:
+            return loader.position(tp.topic, tp.partition)[2]
+        try:
+            return self.app.consumer.highwater(tp)  # type: ignore[no-any-return]
+        except AssertionError:  # not assigned (yet) to the consumer
+            return None
+
+    def describe(self, tp: TP) -> str:
+        """Processed-next, committed and highwater offsets of a partition, for logs."""
+        loader = self._loaders.get(tp.topic)
+        if loader is not None:
+            next_offset, committed, highwater = loader.position(tp.topic, tp.partition)
+        else:
+            app = self.app
+            next_offset = self._processed_next.next_offset(tp, app.consumer_generation_id)
+            committed, highwater = committed_offset(app.consumer, tp), app.consumer.highwater(tp)
+        return f"processed-next {next_offset} committed {committed} highwater {highwater}"
+
     def owned(self, tp: TP) -> bool:
+        """Whether this worker processes the partition (its Faust consumer or a loader)."""
+        loader = self._loaders.get(tp.topic)
+        if loader is not None:
+            return loader.reads(tp.topic, tp.partition)
         return tp in self.app.assignor.assigned_actives()

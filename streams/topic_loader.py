@@ -104,6 +104,7 @@ class TopicLoader(Service):  # type: ignore[misc]
         self._applied: dict[TopicPartition, int] = {}  # next offset, applied not committed
         self._next: dict[TopicPartition, int] = {}  # next offset to apply (for the lag)
         self._committed: dict[TopicPartition, int] = {}
+        self._positioned = False  # `_next` holds every owned partition's position
         self._last_commit = time.monotonic()
         self._between_batches = asyncio.Event()
         self._between_batches.set()
@@ -137,14 +138,42 @@ class TopicLoader(Service):  # type: ignore[misc]
                 rows.append(PartitionOffsets(topic, partition, highwater, done))
         return rows
 
+    def reads(self, topic: str, partition: int) -> bool:
+        """Whether this loader reads `topic`'s `partition` on this worker now."""
+        owned = self.owned()
+        return owned is not None and topic in self.topics and partition in owned[1]
+
+    def caught_up(self, topic: str, partition: int) -> bool:
+        """Whether every record of the partition the broker has is applied (what lets a
+        window close by the wall clock: streams/positions.py). False while ownership is
+        changing or before the partition's position and highwater are known."""
+        owned, consumer = self.owned(), self._consumer
+        if owned is None or consumer is None or self._reading != owned or not self._positioned:
+            return False
+        tp = TopicPartition(topic, partition)
+        next_offset, highwater = self._next.get(tp), consumer.highwater(tp)
+        return next_offset is not None and highwater is not None and next_offset >= highwater
+
+    def position(self, topic: str, partition: int) -> tuple[int | None, int | None, int | None]:
+        """(next offset to apply, committed offset, highwater) of a partition, for logs."""
+        tp = TopicPartition(topic, partition)
+        consumer = self._consumer
+        highwater = consumer.highwater(tp) if consumer is not None and self._reading else None
+        return self._next.get(tp), self._committed.get(tp), highwater
+
     async def _on_revoked(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
         # Sent by Faust during revocation, after its own streams emptied and before the
-        # partitions go to another worker: let the batch in progress end, and hand its
-        # records (changelog, receipts) to the broker, as Faust did for its streams.
-        self._reading = None
-        if not self._between_batches.is_set():
-            await self._between_batches.wait()
-            await self.app.producer.flush()
+        # partitions go to another worker: let the batch in progress end, hand its records
+        # (changelog, receipts) to the broker, as Faust did for its streams, and commit what
+        # was applied, so that the next owner does not read it again (as Faust commits its
+        # streams' offsets here).
+        reading, self._reading = self._reading, None
+        await self._between_batches.wait()
+        if reading is not None and self._applied:
+            try:
+                await self._commit_applied()
+            except Exception:  # the next owner reads from the last commit: only slower
+                log.exception("%s: commit at revocation failed", self)
 
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -230,18 +259,33 @@ class TopicLoader(Service):  # type: ignore[misc]
         tps = [TopicPartition(t, p) for t in self.topics for p in sorted(owned[1])]
         consumer.assign(tps)
         self._applied, self._next, self._committed = {}, {}, {}
+        self._positioned = False
+        # Where each partition resumes (its committed offset, or the log's start): known
+        # before the first record, so an idle partition counts as caught up.
+        for tp in tps:
+            self._next[tp] = await consumer.position(tp)
+            if self.owned() != owned:
+                return
+        self._positioned = True
         if self.owned() == owned:
             self._reading = owned
             log.info("%s: reading partitions %s", self, sorted(owned[1]) or "none")
 
     async def _commit(self, owned: tuple[int, frozenset[int]]) -> None:
         """Commit what was applied, once its changelog records are with the broker."""
+        if self.owned() != owned or self._reading != owned:
+            return  # another worker may own them now: it reads from the last commit
+        await self._commit_applied(owned)
+
+    async def _commit_applied(self, owned: tuple[int, frozenset[int]] | None = None) -> None:
+        """Flush the producer, then commit the applied offsets (if `owned` is given: only
+        if it still holds after the flush)."""
         consumer = self._consumer
         assert consumer is not None
         applied = dict(self._applied)
         await self.app.producer.flush()  # the changelog records held behind, then the rest
-        if self.owned() != owned or self._reading != owned:
-            return  # another worker may own them now: it reads from the last commit
+        if owned is not None and (self.owned() != owned or self._reading != owned):
+            return
         await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in applied.items()})
         self._committed.update(applied)
         for tp, offset in applied.items():

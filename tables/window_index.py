@@ -133,8 +133,8 @@ class WindowIndex:
         # elsewhere reach p through events.rekeyed p, so that partition feeds it too).
         topic = self.settings.topic
         feeding = [TP(topic(name), partition) for name in (*INGRESS, EVENTS_REKEYED)]
-        owned = self.app.assignor.assigned_actives()  # built anew on each call: once here
-        feeding = [tp for tp in feeding if tp in owned]
+        # Read by topic loaders (agents/ingest.py), not by Faust's consumer.
+        feeding = [tp for tp in feeding if self.positions.owned(tp)]
         feeding.append(TP(topic(lane_topic(lane)), partition))
         return feeding
 
