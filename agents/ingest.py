@@ -1,17 +1,27 @@
 """ingest: validate · dedupe(event_id) · classify → route, in place for the lanes this
 group serves (agents/route.py), else onto the lane's topic keyed by recipient.
 
+The ingress topics are read by topic loaders (streams/topic_loader.py), not Faust agents:
+one per served lane (its ingress topics) and one for `events.rekeyed`, each on the
+partitions of the tables this worker owns, in batches, committing under its own consumer
+group once the producer has flushed what the batch wrote. So an event pays no Faust stream
+machinery at all (docs/architecture.md, "Hops").
+
 Bad input goes to dlq.events with the original key and bytes untouched and the reason in
-headers (the Kafka Connect DLQ convention), and the agent carries on.
+headers (the Kafka Connect DLQ convention), and the loader carries on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import faust
+from aiokafka import ConsumerRecord
+from faust.types import Message
 
 from agents import route
 from logic.classify import to_notification
@@ -19,10 +29,19 @@ from logic.dedupe import is_duplicate
 from logic.partitioning import partition_of
 from logic.rekey import needs_rekey, rekey_headers, rekey_source
 from logic.replay import Source, ingress_position, replay_marker
+from logic.topic_names import ingest_group, rekeyed_ingest_group
 from logic.validation import EventClock, Rejection, decode_event
+from schemas.common import Lane
 from schemas.events import LiveStartedEvent
 from streams import deadletter, metrics
 from streams.catalog import INGRESS_LANE
+from streams.topic_loader import (
+    Apply,
+    TopicLoader,
+    as_current_event,
+    as_message,
+    started_with_the_app,
+)
 from tables import changelog, keys
 from tables.rows import SeenEvent
 
@@ -31,19 +50,34 @@ if TYPE_CHECKING:
     from streams.context import StageContext
 
 log = logging.getLogger("clarion.ingest")
+# A fetched batch may hold thousands of events: the loader lets the event loop run other
+# work (another lane's loader, the agents) at least this often while it goes through one.
+YIELD_EVERY_S = 0.002
+# Records per fetched batch: enough to spread the fetch over many events, few enough that
+# a batch's memory stays small.
+BATCH_RECORDS = 2_000
 
 
-def install(app: ClarionApp, ctx: StageContext) -> None:
+def applier(ctx: StageContext) -> Apply:
+    """Ingest as a topic loader's `apply`: each record of a fetched batch, in order, as the
+    current event of its partition, under the stage guard (a failure dead-letters the
+    record on dlq.events with its bytes, and the batch goes on). Nothing to wait for before
+    the commit but the producer's flush, which the loader does."""
     _settings, _rules, topics, guard = ctx.settings, ctx.rules, ctx.topics, ctx.guard
-    positions, seen_events = ctx.positions, ctx.tables.seen_events
+    seen_events = ctx.tables.seen_events
 
-    async def _ingest(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await guard.guarded("ingest", topics.dlq_events, event.message, _one(event))
+    async def apply(partition: int, records: Sequence[ConsumerRecord]) -> list[Awaitable[Any]]:
+        yielded = time.perf_counter()
+        for record in records:
+            message = as_message(record)
+            with as_current_event(message):
+                await guard.guarded("ingest", topics.dlq_events, message, _one(message))
+            if time.perf_counter() - yielded >= YIELD_EVERY_S:
+                await asyncio.sleep(0)
+                yielded = time.perf_counter()
+        return []
 
-    async def _one(event: faust.EventT) -> None:
-        message = event.message
-        positions.observe(message.tp, message.offset)
+    async def _one(message: Message) -> None:
         now = datetime.now(UTC)
         # A replayed record is processed as the original message at its original position
         # (same dedupe entry, same window watermark, same ids); see logic/replay.py.
@@ -52,7 +86,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
         # logic/rekey.py), as a replayed record does for the one it replays.
         rekeyed = rekey_source(message.headers) if message.topic == _rekeyed_topic else None
         if rekeyed is not None:
-            if rekeyed.topic not in _served_ingress:
+            if not any(rekeyed.topic in names for names in _served_ingress.values()):
                 return  # another lane group's ingress: that group handles it
             source_topic, partition, offset = rekeyed.topic, rekeyed.partition, rekeyed.offset
         else:
@@ -124,18 +158,46 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
         # A lane another group serves (the split topology): its route agents read it there.
         await topics.lanes[lane].send(key=notification.recipient_id.encode(), value=notification)
 
-    # One agent per ingress topic, so a backlog on one domain's topic is not queued in front
-    # of another's. concurrency=1: the agent writes a table (docs/architecture.md, "Guarantees").
-    _served_ingress = frozenset(
-        _settings.topic(name)
-        for name in INGRESS_LANE
-        if INGRESS_LANE[name] in _settings.served_lanes
-    )
+    _served_ingress = served_ingress(ctx)
     _rekeyed_topic = topics.events_rekeyed.get_topic_name()
-    for _name, _topic in topics.ingress.items():
-        if INGRESS_LANE[_name] in _settings.served_lanes:
-            app.agent(_topic, name=f"ingest.{_name}", concurrency=1)(_ingest)
-    # Every group that ingests reads the re-keyed copies and keeps those of its own ingress
-    # topics, so each copy is handled by exactly one group.
-    if _served_ingress:
-        app.agent(topics.events_rekeyed, name="ingest.rekeyed", concurrency=1)(_ingest)
+    return apply
+
+
+def served_ingress(ctx: StageContext) -> dict[Lane, list[str]]:
+    """The ingress topics (full names) of each lane this group serves."""
+    settings, topics = ctx.settings, ctx.topics
+    found: dict[Lane, list[str]] = {}
+    for name, topic in topics.ingress.items():
+        if INGRESS_LANE[name] in settings.served_lanes:
+            found.setdefault(INGRESS_LANE[name], []).append(topic.get_topic_name())
+    return found
+
+
+def install(app: ClarionApp, ctx: StageContext) -> None:
+    """One topic loader per served lane on its ingress topics, so a backlog on one lane's
+    topics is not queued in front of another's, and one on `events.rekeyed`: every group
+    that ingests reads the re-keyed copies and keeps those of its own ingress topics, so
+    each copy is handled by exactly one group. All on the partitions of `seen-events`
+    (co-partitioned with every table ingest and route write) this worker owns."""
+    settings = ctx.settings
+    apply = applier(ctx)
+    by_lane = served_ingress(ctx)
+    readers: list[tuple[list[str], str]] = [
+        (topics, ingest_group(settings.app_id, lane)) for lane, topics in by_lane.items()
+    ]
+    if by_lane:
+        readers.append(
+            ([ctx.topics.events_rekeyed.get_topic_name()], rekeyed_ingest_group(settings.app_id))
+        )
+    for topics, group in readers:
+        loader = TopicLoader(
+            app,
+            topics=topics,
+            table=ctx.tables.seen_events,
+            apply=apply,
+            group_id=group,
+            bootstrap_servers=settings.bootstrap_servers,
+            max_records=BATCH_RECORDS,
+        )
+        ctx.positions.read_by(loader)  # windows ask it whether ingress is caught up
+        app.service(started_with_the_app(loader))

@@ -60,7 +60,8 @@ async def route_one(ctx: StageContext, lane: Lane, n: Notification, message: Mes
 
 def _backlog(ctx: StageContext, message: Message) -> int:
     """Records behind this one in its partition (the bulk lane sheds above a threshold)."""
-    highwater = ctx.app.consumer.highwater(TP(message.topic, message.partition))
+    # The lane topic's (Faust's consumer) or an ingress topic's (ingest's topic loader).
+    highwater = ctx.positions.highwater(TP(message.topic, message.partition))
     return 0 if highwater is None else highwater - message.offset - 1
 
 

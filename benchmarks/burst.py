@@ -37,6 +37,7 @@ from benchmarks.common import (
     cpu_seconds,
     encode,
     group_lag,
+    ingest_lag,
     kafka_admin,
     kafka_producer,
     log,
@@ -329,8 +330,8 @@ async def run_phase(
         produced_before = burst.produced if burst else 0
         # Ingest routes the bulk lane in place: what its group has committed of the burst's
         # topic is what it has ingested and routed.
-        bulk_before = produced_before - await group_lag(
-            admin, reader, topo.bulk.app_id, [burst_topic]
+        bulk_before = produced_before - await ingest_lag(
+            admin, reader, topo.bulk.app_id, topo.bulk.prefix, [burst_topic]
         )
         cpu = CpuWatch(topo, burst)
         t0 = time.monotonic()
@@ -345,7 +346,9 @@ async def run_phase(
             # ingested and routed (in place) by the bulk worker, and still pending there
             # (committed offsets of its group: up to Faust's 2.8 s commit interval behind).
             produced_end = burst.produced
-            ingest_backlog = await group_lag(admin, reader, topo.bulk.app_id, [burst_topic])
+            ingest_backlog = await ingest_lag(
+                admin, reader, topo.bulk.app_id, topo.bulk.prefix, [burst_topic]
+            )
             bulk_end = produced_end - ingest_backlog
             finished = not burst.running
             result["burst"] = {

@@ -29,8 +29,9 @@ from aiokafka.structs import TopicPartition
 from devenv.kafka import kafka_broker
 from devenv.traffic import contacts_for, preferences_for
 from devenv.worker import WorkerProcess, worker_env
+from logic.topic_names import ingest_group
 from streams.admin import ensure_topics
-from streams.catalog import CONTACTS, PREFERENCES, all_topics
+from streams.catalog import CONTACTS, INGRESS_LANE, PREFERENCES, all_topics
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 TOKEN_SECRET = "benchmark-only-secret-0123456789abcdef"
@@ -327,6 +328,23 @@ async def group_lag(
     committed = await admin.list_consumer_group_offsets(group)
     done = {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
     return int(sum(max(0, ends[tp] - done.get(tp, 0)) for tp in tps))
+
+
+async def ingest_lag(
+    admin: AIOKafkaAdminClient,
+    consumer: AIOKafkaConsumer,
+    app_id: str,
+    prefix: str,
+    topics: Sequence[str],
+) -> int:
+    """Records on ingress `topics` (full names) that ingest has not committed: each lane's
+    ingress topics are read by a topic loader committing under its own group
+    (agents/ingest.py), which commits only what it processed and flushed."""
+    lag = 0
+    for topic in topics:
+        lane = INGRESS_LANE[topic.removeprefix(prefix)]
+        lag += await group_lag(admin, consumer, ingest_group(app_id, lane), [topic])
+    return lag
 
 
 async def wait_for_count(

@@ -39,6 +39,7 @@ from benchmarks.common import (
     encode,
     faust_hop_process,
     group_lag,
+    ingest_lag,
     kafka_admin,
     kafka_producer,
     log,
@@ -324,7 +325,7 @@ async def run_phase(
                 running(background(bg_producer, clarion.prefix, users, bg_rate, rng, sent))
             )
             await asyncio.sleep(args.warmup)  # let the worker reach its steady state first
-        bg_before = sent[0] - await group_lag(admin, reader, main.app_id, bg_ingress)
+        bg_before = sent[0] - await ingest_lag(admin, reader, main.app_id, main.prefix, bg_ingress)
         sent_before, t0 = sent[0], time.monotonic()
         cpu_before, main_cpu_before = clarion.cpu_seconds(), main.cpu_seconds()
         hop_sent: dict[str, float] = {}
@@ -334,12 +335,12 @@ async def run_phase(
         )  # fmt: skip
         probing_s = time.monotonic() - t0
         cpu_after, main_cpu_after = clarion.cpu_seconds(), main.cpu_seconds()
-        # Background produced vs. what the worker has routed (its group's committed offsets
-        # on the ingress topics, so up to Faust's 2.8 s commit interval behind): a gap much
+        # Background produced vs. what the worker has routed (ingest's committed offsets
+        # on the ingress topics, so up to its 1 s commit interval behind): a gap much
         # larger than that means the worker cannot keep up, and the "steady" load is really
         # a growing backlog.
         bg_sent = sent[0] - sent_before
-        ingest_backlog = await group_lag(admin, reader, main.app_id, bg_ingress)
+        ingest_backlog = await ingest_lag(admin, reader, main.app_id, main.prefix, bg_ingress)
         bg_done = sent[0] - ingest_backlog - bg_before
         route_backlog = await group_lag(admin, reader, main.app_id, bg_lanes)
         await sse.wait_for(clarion_sent, GRACE_S)

@@ -33,6 +33,7 @@ from benchmarks.common import (
     encode,
     faust_hop_process,
     group_lag,
+    ingest_lag,
     kafka_admin,
     kafka_producer,
     log,
@@ -265,14 +266,14 @@ async def _wait_and_measure(clarion: Clarion, events: int, stall_s: float) -> di
     in 30-60 s (marketing: 1 h) windows by design, and the ticks flushing them keep
     producing deliveries long after the input is absorbed."""
     ingress, lanes, deliveries, receipts = _pipeline_topics(clarion)
-    routed = ingress + lanes
     async with (
         offsets_reader(clarion.bootstrap) as reader,
         kafka_admin(clarion.bootstrap) as admin,
     ):
         state, changed, last_log = -1, time.monotonic(), 0.0
         while True:
-            lag = await group_lag(admin, reader, clarion.app_id, routed)
+            lag = await group_lag(admin, reader, clarion.app_id, lanes)
+            lag += await ingest_lag(admin, reader, clarion.app_id, clarion.prefix, ingress)
             if lag == 0 and await record_count(reader, ingress) >= events:
                 break
             if lag != state:
@@ -385,7 +386,8 @@ async def _wait_full_pipeline(
         while True:
             now = time.monotonic()
             count = await record_count(reader, outputs)
-            new_lag = await group_lag(admin, reader, clarion.app_id, ingress + lanes + later)
+            new_lag = await group_lag(admin, reader, clarion.app_id, lanes + later)
+            new_lag += await ingest_lag(admin, reader, clarion.app_id, clarion.prefix, ingress)
             new_lag += await sink_lag(admin, reader, clarion)
             if count != written or new_lag != lag:
                 written, lag, since = count, new_lag, now

@@ -28,3 +28,11 @@ def in_app_sink_group(app_id: str, lane: Lane) -> str:
 
 def outbox_sink_group(app_id: str, lane: Lane) -> str:
     return f"{app_id}-sink-outbox-{lane.value}"
+
+
+def ingest_group(app_id: str, lane: Lane) -> str:
+    return f"{app_id}-ingest-{lane.value}"
+
+
+def rekeyed_ingest_group(app_id: str) -> str:
+    return f"{app_id}-ingest-rekeyed"

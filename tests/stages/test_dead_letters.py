@@ -9,18 +9,26 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from agents import graph
+from agents import graph, ingest
 from logic import deadletter
+from logic.partitioning import partition_of
 from streams import metrics
 from tests.factories import event_bytes
 from tests.stages.conftest import harness
 from tests.stages.harness import Record, StageHarness
-from tests.stages.inputs import EVENT_DLQ_HEADERS, follows_record
+from tests.stages.inputs import EVENT_DLQ_HEADERS, consumer_record, follows_record
 
 
 def counted(reason: str) -> float:
     name = "clarion_events_dead_lettered_total"
     return metrics.registry.get_sample_value(name, {"reason": reason}) or 0.0
+
+
+def social_record(stage: StageHarness, value: bytes, key: str = "bob") -> object:
+    """A record on events.social, on the key's partition, as ingest's loader reads it."""
+    topic = stage.ctx.topics.ingress["events.social"].get_topic_name()
+    partition = partition_of(key, stage.app.settings.partitions)
+    return consumer_record(topic, 0, key.encode(), value, partition=partition)
 
 
 def check_source(dead: Record, event: object) -> None:
@@ -35,8 +43,9 @@ def check_source(dead: Record, event: object) -> None:
 
 async def test_an_ingress_reject_is_dead_lettered_and_counted(stage: StageHarness) -> None:
     before = counted("malformed_json")
-    async with stage.run("ingest.events.social") as ingest:
-        event = await ingest.put(b"{not json", key="bob")
+    record = social_record(stage, b"{not json")
+    assert await ingest.applier(stage.ctx)(record.partition, [record]) == []  # type: ignore[attr-defined]
+    event = SimpleNamespace(message=record)
     [dead] = stage.sent(stage.ctx.topics.dlq_events)
     assert set(dead.headers) == EVENT_DLQ_HEADERS
     assert dead.header(deadletter.REASON) == "malformed_json"
@@ -47,8 +56,9 @@ async def test_an_ingress_reject_is_dead_lettered_and_counted(stage: StageHarnes
 async def test_a_stage_error_is_dead_lettered_with_its_stage(tmp_path: Path) -> None:
     stage = harness(tmp_path, fault_injection="ingest=bob")
     before = counted("stage_error")
-    async with stage.run("ingest.events.social") as ingest:
-        event = await ingest.put(event_bytes("like"), key="bob")
+    record = social_record(stage, event_bytes("like"))
+    assert await ingest.applier(stage.ctx)(record.partition, [record]) == []  # type: ignore[attr-defined]
+    event = SimpleNamespace(message=record)
     [dead] = stage.sent(stage.ctx.topics.dlq_events)
     assert set(dead.headers) == EVENT_DLQ_HEADERS | {deadletter.STAGE}
     assert dead.header(deadletter.REASON) == "stage_error"
