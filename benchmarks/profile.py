@@ -22,7 +22,7 @@ STAGE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (stage, re.compile(pattern))
     for stage, pattern in (
         # py-spy names functions by their qualified name: "install.<locals>._one (path:line)".
-        ("ingest", r"\b_(?:one|ingest) \(.*agents/ingest\.py"),
+        ("ingest", r"\b(?:_one|_ingest|apply) \(.*agents/ingest\.py"),
         ("route", r"\b(?:one|route|route_one) \(.*agents/route\.py"),
         ("digest fold", r"\bgather \(.*agents/digest\.py"),
         ("digest flush (ticks)", r"\b(?:on_tick|send_ticks|flush_due) \(.*agents/digest\.py"),
