@@ -68,7 +68,11 @@ def applier(ctx: StageContext) -> Apply:
 
     async def apply(partition: int, records: Sequence[ConsumerRecord]) -> list[Awaitable[Any]]:
         yielded = time.perf_counter()
+        ebb = ctx.app.producer.buffer.wait_until_ebb
         for record in records:
+            # What Faust's conductor does before each record it hands to a stream: wait while
+            # Faust's producer buffer (lane and control topic sends) is over its limit.
+            await ebb()
             message = as_message(record)
             with as_current_event(message):
                 await guard.guarded("ingest", topics.dlq_events, message, _one(message))

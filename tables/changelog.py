@@ -23,8 +23,9 @@ records of a partition go out in the order they were held (a key written again m
 the end), and submits run one at a time. All writes of a table take this one path
 (Faust's path would send at another time).
 The tables written here are `seen-events` (agents/ingest.py), `digests`
-(agents/digest.py), `ledger` (sinks/deliver.py), `inbox` (sinks/inapp.py,
-agents/confirm.py) and `followers` (agents/graph.py), and only through this module. A
+(agents/digest.py), `buckets` (agents/emit.py), `ledger` (sinks/deliver.py), `inbox`
+(sinks/inapp.py, agents/confirm.py) and `followers` (agents/graph.py), and only through
+this module. A
 read-modify-write whose row another writer may change (the inbox) goes through `update`,
 which reads, changes and writes with no wait in between.
 """
@@ -49,6 +50,11 @@ def get(table: Any, key: Any) -> Any | None:
 
 async def put(table: Any, key: Any, value: Any) -> None:
     """`table[key] = value`, on the partition of the event being processed."""
+    _write(table, _event_partition(table), key, value)
+
+
+def put_now(table: Any, key: Any, value: Any) -> None:
+    """`put` for a synchronous caller (emit's token buckets, taken inside a plain function)."""
     _write(table, _event_partition(table), key, value)
 
 

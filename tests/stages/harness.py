@@ -84,12 +84,17 @@ class CapturingProducer:
     """The app's producer in the stage tests: keeps what is sent, acknowledges it at once.
 
     Implements the part of Faust's ProducerT the app uses: `send` / `send_and_wait` (topic
-    sends), `send_soon` (table changelogs), `key_partition` and the start/flush calls."""
+    sends), `send_soon` (table changelogs), `key_partition`, the start/flush calls and the
+    buffer's `wait_until_ebb` (nothing is buffered here: every send is kept at once)."""
 
     def __init__(self, partitions: int) -> None:
         self.partitions = partitions
         self.records: list[Record] = []
         self._next_offset: dict[TP, int] = {}
+        self.buffer = self
+
+    async def wait_until_ebb(self) -> None:
+        pass
 
     def _partition(self, key: bytes | None, partition: int | None) -> int:
         if partition is not None:
