@@ -48,6 +48,7 @@ from schemas.admin import (
 from schemas.common import Id
 from schemas.digests import DigestWindow
 from streams.faust_internals import committed_offset
+from streams.topic_loader import loaders_of
 from tables import keys, scan
 
 if TYPE_CHECKING:
@@ -365,6 +366,23 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
                     "served_by": _own_url(),
                 }
             )
+        # The delivery topics read by topic loaders (the in-app sink, the outbox), which
+        # Faust's consumer does not read: their loaders' offsets (streams/topic_loader.py).
+        for loader in loaders_of(app):
+            for row in loader.offsets():
+                if row.topic not in topics:
+                    continue
+                rows.append(
+                    {
+                        "topic": row.topic,
+                        "partition": row.partition,
+                        "highwater": row.highwater,
+                        "committed": row.committed,
+                        "position": loader.position(row.topic, row.partition)[0],
+                        "lag": lanes_lag.partition_lag(row.highwater, row.committed),
+                        "served_by": _own_url(),
+                    }
+                )
         partitions = sorted({tp.partition for tp in consumer.assignment() if tp.topic in topics})
         return {"workers": [{"url": _own_url(), "partitions": partitions}], "lags": rows}
 

@@ -360,3 +360,22 @@ async def test_bad_parameters_and_logs_without_contact_points(group: Group) -> N
     assert "15559876543" not in text and "broken email" not in text
     for raw in ("+15557654321", "0123456789abcdef", "private-path", ".person@example.com"):
         assert raw not in text, f"{raw} in a worker log"
+
+
+async def test_lags_include_the_delivery_topics_read_by_topic_loaders(group: Group) -> None:
+    """The in-app sink reads `deliveries.in_app.<lane>` through topic loaders, not Faust's
+    consumer: their partitions are in the lags all the same, each from its owner."""
+    owners = await _settled(group)
+    topic = group.topic("deliveries.in_app.high")
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        r = await _get(f"{group.a.url}/admin/lags")
+        assert r.status_code == 200
+        [high] = [lane for lane in r.json()["lanes"] if lane["lane"] == "high"]
+        rows = [p for p in high["partitions"] if p["topic"] == topic]
+        if sorted(p["partition"] for p in rows) == list(range(PARTITIONS)):
+            break
+        assert asyncio.get_running_loop().time() < deadline, rows
+        await asyncio.sleep(0.5)
+    for p in rows:
+        assert p["served_by"] in owners and p["partition"] in owners[p["served_by"]]
