@@ -36,3 +36,7 @@ def ingest_group(app_id: str, lane: Lane) -> str:
 
 def rekeyed_ingest_group(app_id: str) -> str:
     return f"{app_id}-ingest-rekeyed"
+
+
+def provider_sink_group(app_id: str, channel: Channel, lane: Lane) -> str:
+    return f"{app_id}-sink-{channel.value}-{lane.value}"

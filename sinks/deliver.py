@@ -11,10 +11,13 @@ rate, following the partition assignment: sinks/pacers.py), send, and then by ou
   retried in place behind a per-target chain; after the last try → `dlq.deliveries`;
 - permanent: `dlq.deliveries` with the reason, plus removing a dead target from the user's
   contact points, or recording a STOP as an SMS opt-out.
-Sends run concurrently (CLARION_SINK_CONCURRENCY per agent, or a provider's larger
-`max_in_flight`: SendGrid's batches) and a record is acked only
-when it and every earlier one of its partition are finished (logic/ackwindow.py, driven
-by streams/ackloop.py).
+Each (channel, lane) is read by a topic loader (streams/topic_loader.py: no Faust stream
+machinery per delivery record), on the partitions of `ledger` this worker owns, with its
+own consumer group `<app id>-sink-<channel>-<lane>`. Sends run concurrently
+(CLARION_SINK_CONCURRENCY per sink, or a provider's larger `max_in_flight`: SendGrid's
+batches) in the loader's ack window, and a record counts as done (its offset may be
+committed) only when it and every earlier one of its partition are finished
+(logic/ackwindow.py).
 Channels without a configured provider fall back to the console outbox (sinks/outbox.py).
 """
 
@@ -23,24 +26,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
+from aiokafka import ConsumerRecord
+from faust.types import Message
 
-from logic.ackwindow import KeyedChain, Work
+from logic.ackwindow import AckWindow, KeyedChain
 from logic.backoff import RetryPolicy, retry_delay
 from logic.claims import Claims, copy_reason
-from schemas.common import Channel
+from logic.topic_names import provider_sink_group
+from schemas.common import Channel, Lane
 from schemas.control import RetryRequest
 from schemas.notifications import Delivery, ReceiptStatus
 from sinks.dead_letters import dead_letter
 from sinks.providers import registry
 from sinks.providers.base import Outcome, Sender, SendResult
 from sinks.providers.factory import close_senders
-from streams import metrics, receipts
-from streams.ackloop import run_in_ack_order
+from streams import metrics, receipts, sink_records
+from streams.topic_loader import (
+    Apply,
+    TopicLoader,
+    as_current_event,
+    as_message,
+    record_event,
+    started_with_the_app,
+)
 from tables import changelog, keys
 from tables.profile_updates import disable_channel, remove_address
 from tables.rows import LedgerEntry
@@ -69,7 +83,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
     # One pacer per registered provider, at this worker's share of the provider's global
     # rate: recomputed at every rebalance (sinks/pacers.py).
     _pacers = ctx.pacers
-    _pacers.connect(app)
+    _pacers.connect(app, ctx.tables.ledger.changelog_topic.get_topic_name())
     specs, configured = ctx.providers.specs, registry.configured(ctx.providers)
 
     # Delivery ids in flight in this app -> the first copy's outcome (a ReceiptStatus value).
@@ -78,12 +92,13 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
     class Attempt:
         """One delivery record's way through the sink (its source kept for the dead letter)."""
 
-        def __init__(self, delivery: Delivery, message: faust.types.Message) -> None:
+        def __init__(self, delivery: Delivery, message: Message) -> None:
             self.delivery = delivery
             self.message = message
             # Its pacer's, metrics' and dead letter's label; a retry changes only the attempt.
             self.provider = registry.provider_of(specs, delivery, configured)
             self.outcome: str | None = None  # a ReceiptStatus value once this record is done
+            self.event: Any = None  # Faust's current event for the send (see `apply`)
 
         async def run(self, sender: Sender, chains: KeyedChain | None = None) -> None:
             """Deliver unless a copy of this delivery is in flight; `chains` (ordered channels)
@@ -177,29 +192,51 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
             await sent
             await receipt
 
-    def _make_sink(channel: Channel, sender: Sender) -> Callable[[faust.StreamT[Delivery]], Any]:
+    async def _nothing() -> None:
+        """The work of a record that is dead-lettered as undecodable: acked in its turn."""
+
+    def _make_sink(channel: Channel, lane: Lane, sender: Sender) -> None:
         # CLARION_SINK_CONCURRENCY, or more if a provider of the channel batches (SendGrid).
         in_flight = registry.sink_concurrency(ctx.providers, channel, _settings.sink_concurrency)
+        chains = KeyedChain() if channel in ORDERED else None
+        window: AckWindow[ConsumerRecord] = AckWindow(
+            in_flight,
+            ack=lambda record: loader.done(record),
+            partition_of=lambda record: (record.topic, record.partition),
+        )
 
-        async def deliver(stream: faust.StreamT[Delivery]) -> None:
-            chains = KeyedChain() if channel in ORDERED else None
+        async def apply(partition: int, records: Sequence[ConsumerRecord]) -> list[Any]:
+            for record in records:
+                message = as_message(record)
+                delivery = await sink_records.decode(ctx, message)
+                if delivery is None:
+                    await window.submit(record, _nothing)
+                    continue
+                attempt = Attempt(delivery, message)
+                # The task the window starts inherits the current event: the ledger row and
+                # the contact point updates go to the record's partition. Faust holds it
+                # weakly, and the send outlives this block: the attempt holds it.
+                attempt.event = record_event(message)
+                with as_current_event(message, attempt.event):
+                    await window.submit(record, partial(attempt.run, sender, chains))
+            return []  # the window acks each record (`loader.done`) when it is finished
 
-            def work_for(event: faust.EventT) -> Work:
-                # The sink's topic decodes to Delivery (EventT's value type is wider).
-                attempt = Attempt(cast(Delivery, event.value), event.message)
-                return lambda: attempt.run(sender, chains)
-
-            await run_in_ack_order(stream, in_flight, work_for)
-
-        return deliver
+        loader = TopicLoader(
+            app,
+            topics=[topics.deliveries[(channel, lane)].get_topic_name()],
+            table=ctx.tables.ledger,
+            apply=cast(Apply, apply),
+            group_id=provider_sink_group(_settings.app_id, channel, lane),
+            bootstrap_servers=_settings.bootstrap_servers,
+            max_records=in_flight,
+            window=window,
+            name=f"sink.{channel.value}.{lane.value}",
+        )
+        app.service(started_with_the_app(loader))
 
     for _channel, _sender in senders.items():
         for _lane in _settings.served_lanes:
-            app.agent(
-                topics.deliveries[(_channel, _lane)],
-                name=f"sink.{_channel.value}.{_lane.value}",
-                concurrency=1,
-            )(_make_sink(_channel, _sender))
+            _make_sink(_channel, _lane, _sender)
 
     # The senders are the app's (built once in build_app): close them with the worker.
     @app.service

@@ -21,6 +21,7 @@ before issue 13, and assignments change nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from logic.topic_names import delivery_topic
 from schemas.common import Channel, Lane
 from sinks.providers import registry
 from streams import metrics
+from streams.topic_loader import loaders_of
 
 if TYPE_CHECKING:
     import faust
@@ -50,6 +52,8 @@ class ProviderPacers:
         self.configured = {name: pacer.rate for name, pacer in self.pacers.items()}
         self.channel = {spec.name: spec.channel for spec in providers.specs}
         self.per_group = settings.pace_scope == "group"
+        self._app: Any = None  # set by `connect`
+        self._owner_changelog: str | None = None
         served = settings.served_lanes
         self.share = group_share(len(served), len(Lane), settings.pace_group_share)
         # The partitions this group's provider sinks read, per channel: every served lane's
@@ -67,9 +71,12 @@ class ProviderPacers:
     def __getitem__(self, provider: str) -> Pacer:
         return self.pacers[provider]
 
-    def connect(self, app: faust.App) -> None:
+    def connect(self, app: faust.App, owner_changelog: str | None = None) -> None:
         """Follow the app's assignment (Faust's eager rebalancing: a revocation of every
-        partition, then the full new assignment)."""
+        partition, then the full new assignment). The provider sinks read their delivery
+        topics through topic loaders, on the partitions of the table whose changelog is
+        `owner_changelog` (`ledger`) this worker owns: those are the partitions counted."""
+        self._app, self._owner_changelog = app, owner_changelog
         if self.per_group:
             app.on_partitions_revoked.connect(self._on_revoked)
             app.on_partitions_assigned.connect(self._on_assigned)
@@ -111,12 +118,24 @@ class ProviderPacers:
             pacer.set_rate(rate)
         metrics.provider_pace.labels(name).set(rate)
 
-    def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # Sent by Faust once the records in flight are acked (wait_empty), or at once when
-        # nothing was assigned.
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # The sinks' loaders finish their sends in flight at revocation (they receive this
+        # signal too, in no set order): a send waiting on a paused pacer would never end.
+        # So every pacer keeps its old share until they have.
+        await asyncio.gather(*(lo.settled() for lo in loaders_of(self._app) if lo.window))
         self.revoke()
 
     def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # args[0]: the worker's whole new assignment (standby changelog partitions included;
-        # only the delivery topics count).
-        self.assign(args[0] if args else kwargs.get("assigned", ()))
+        # args[0]: the worker's whole new assignment (standby changelog partitions included).
+        # The delivery topics' partitions are those of the owner table's changelog this
+        # worker owns actively (the loaders'), plus any delivery topic Faust assigned.
+        assigned = {(tp[0], tp[1]) for tp in (args[0] if args else kwargs.get("assigned", ()))}
+        if self._owner_changelog is not None:
+            owned = {
+                tp.partition
+                for tp in self._app.assignor.assigned_actives()
+                if tp.topic == self._owner_changelog
+            }
+            names = [name for names in self._topics.values() for name in names]
+            assigned |= {(name, p) for name in names for p in owned}
+        self.assign(assigned)

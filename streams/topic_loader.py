@@ -25,6 +25,12 @@ Ownership and order:
 - `apply` runs each record as Faust's current event (`as_current_event`), so the code it
   calls writes and reads the tables of the record's partition as it does in an agent.
 
+Sends that take a provider's round trip (the provider sinks, sinks/deliver.py) do not hold
+up the next fetch: with a `window` (logic/ackwindow.AckWindow) `apply` hands each record's
+work to it, at most its limit at once, and a record counts as applied (its offset may be
+committed) only once its work and that of every earlier record of its partition are done
+(`done`). Revocation waits for the window to drain, as Faust waits for an agent's acks.
+
 Progress is the loader's own consumer group (`group_id`, offsets committed, never joined):
 an offset is committed only after `apply`'s returned awaitables (receipts, dead letters)
 are done and the producer has flushed the changelog records of every record before it, so
@@ -49,6 +55,7 @@ from aiokafka.structs import OffsetAndMetadata
 from faust.types import Message
 from mode import Service
 
+from logic.ackwindow import AckWindow
 from logic.lag import PartitionOffsets
 from streams import faust_internals, metrics
 
@@ -89,10 +96,14 @@ class TopicLoader(Service):  # type: ignore[misc]
         bootstrap_servers: str,
         commit_interval_s: float = 1.0,
         max_records: int = 10_000,
+        window: AckWindow[ConsumerRecord] | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__()
         self.app = app
         self.topics = list(topics)
+        self.window = window  # records acked out of `apply`, in order (`done`)
+        self.name = name or ",".join(self.topics)
         self.table = table
         self.apply = apply
         self.group_id = group_id
@@ -169,6 +180,7 @@ class TopicLoader(Service):  # type: ignore[misc]
         # streams' offsets here).
         reading, self._reading = self._reading, None
         await self._between_batches.wait()
+        await self._drain()
         if reading is not None and self._applied:
             try:
                 await self._commit_applied()
@@ -198,10 +210,25 @@ class TopicLoader(Service):  # type: ignore[misc]
                 # A broker error or a failed commit: start again from the last commit.
                 log.exception("%s: loading failed; reading again from the last commit", self)
                 self._reading = None
+                await self._drain()  # no ack of the old positions after the new ones
                 await self.sleep(1.0)
 
     def __str__(self) -> str:
-        return ",".join(self.topics)
+        return self.name
+
+    def done(self, record: ConsumerRecord) -> None:
+        """The window's ack: `record`, and every record before it in its partition, is
+        finished, so the commit may pass it."""
+        self._applied[TopicPartition(record.topic, record.partition)] = record.offset + 1
+
+    async def settled(self) -> None:
+        """Wait for the batch in progress and every record's work in the window."""
+        await self._between_batches.wait()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        if self.window is not None:
+            await self.window.drain()
 
     async def _step(self) -> None:
         consumer = self._consumer
@@ -229,7 +256,9 @@ class TopicLoader(Service):  # type: ignore[misc]
                     if inspect.isawaitable(applied):
                         applied = await applied
                     waits.extend(applied)
-                    self._applied[tp] = self._next[tp] = records[-1].offset + 1
+                    self._next[tp] = records[-1].offset + 1
+                    if self.window is None:  # else the window acks them (`done`)
+                        self._applied[tp] = self._next[tp]
                     metrics.child(metrics.topic_loader_records, tp.topic).inc(len(records))
             for wait in waits:
                 await wait
@@ -320,10 +349,19 @@ class _RecordEvent:
         self.headers = message.headers
 
 
-def as_current_event(message: Message) -> contextlib.AbstractContextManager[None]:
+def record_event(message: Message) -> Any:
+    """The stand-in for Faust's event of `message` that `as_current_event` makes current."""
+    return _RecordEvent(message)
+
+
+def as_current_event(
+    message: Message, event: Any = None
+) -> contextlib.AbstractContextManager[None]:
     """Run code as if Faust were processing `message` (`faust.current_event()`): table
-    writes and lookups go to its partition, as in an agent."""
-    return faust_internals.current_event_set(_RecordEvent(message))
+    writes and lookups go to its partition, as in an agent. Faust keeps only a weak
+    reference to the current event: a task started in the block and running on after it
+    needs `event` (`record_event(message)`) kept alive by its own reference."""
+    return faust_internals.current_event_set(event or _RecordEvent(message))
 
 
 def started_with_the_app(loader: TopicLoader) -> type[Service]:

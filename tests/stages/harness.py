@@ -41,13 +41,18 @@ What is real and what stands in for Kafka:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import faust
+from aiokafka import ConsumerRecord
+from aiokafka import TopicPartition as AioTP
 from faust.channels import SerializedChannel
 from faust.serializers import codecs
 from faust.types import TP, EventT, Message
@@ -58,6 +63,7 @@ from logic.partitioning import partition_of
 from streams import record_batches
 from streams.app import ClarionApp
 from streams.catalog import all_topics
+from streams.topic_loader import TopicLoader, as_message, loaders_of
 
 SETTLE_TIMEOUT_S = 15.0
 
@@ -229,6 +235,71 @@ class StageDriver:
         await self.harness.producer.flush()
 
 
+class LoaderDriver:
+    """A topic loader (streams/topic_loader.py) fed records in-process: `put` hands one to
+    its `apply` as a fetched batch of one, and waits until the loader counts it done (its
+    window acked it, for a sink with one), then flushes the producer as its commit would."""
+
+    def __init__(self, harness: StageHarness, loader: TopicLoader) -> None:
+        self.harness, self.loader = harness, loader
+        [self.topic_name] = loader.topics
+
+    async def put(
+        self,
+        value: BaseModel | bytes | Any,
+        *,
+        key: bytes | str | None = None,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: dict[str, bytes] | None = None,
+        wait: bool = True,
+    ) -> Any:
+        if isinstance(key, str):
+            key = key.encode()
+        if partition is None:
+            partition = partition_of((key or b"").decode(), self.harness.partitions)
+        raw = value if isinstance(value, bytes) else value.model_dump_json().encode()
+        tp = TP(self.topic_name, partition)
+        offset = self.harness.log.append(tp)
+        record = ConsumerRecord(
+            topic=self.topic_name, partition=partition, offset=offset,
+            timestamp=int((time.time() if timestamp is None else timestamp) * 1000),
+            timestamp_type=0, key=key, value=raw, checksum=None,
+            serialized_key_size=len(key or b""), serialized_value_size=len(raw),
+            headers=list((headers or {}).items()),
+        )  # fmt: skip
+        applied = self.loader.apply(partition, [record])
+        if inspect.isawaitable(applied):
+            applied = await applied
+        for sent in applied:
+            await sent
+        event = SimpleNamespace(message=as_message(record), record=record)
+        if wait:
+            await self.settle([event])
+        return event
+
+    def is_done(self, event: Any) -> bool:
+        """Whether the loader counts the record done (its offset may be committed)."""
+        r = event.record
+        applied = self.loader._applied.get(AioTP(r.topic, r.partition), 0)
+        return self.loader.window is None or applied > r.offset
+
+    async def settle(self, events: Iterable[Any]) -> None:
+        """Wait until the loader counts every record done, then flush the producer."""
+        pending = list(events)
+        deadline = asyncio.get_running_loop().time() + SETTLE_TIMEOUT_S
+        while not all(self.is_done(e) for e in pending):
+            if asyncio.get_running_loop().time() > deadline:
+                offsets = [e.record.offset for e in pending]
+                raise TimeoutError(f"{self.loader}: offsets {offsets} not done")
+            await asyncio.sleep(0.005)
+        await self.harness.producer.flush()
+
+    async def stop(self) -> None:
+        """Let the window's sends end (they would run on after the test otherwise)."""
+        await self.loader._drain()
+
+
 class MemoryLog:
     """End offsets of the partitions records were put on (what the broker's highwater is)."""
 
@@ -292,6 +363,17 @@ class StageHarness:
         }
         await self.app.on_partitions_assigned.send(self.assigned)
 
+    async def assign(self, partitions: Iterable[int]) -> None:
+        """Only the assignment half of `rebalance` (the services that follow it see it)."""
+        settings = self.app.settings
+        self.assigned = {
+            TP(settings.topic(spec.name), p)
+            for spec in all_topics()
+            if spec.partitions is None
+            for p in partitions
+        }
+        await self.app.on_partitions_assigned.send(self.assigned)
+
     # -- what the stages produced ----------------------------------------------------------
     def sent(self, *topics: faust.TopicT | str, key: bytes | str | None = None) -> list[Record]:
         names = {_name(t) for t in topics}
@@ -307,8 +389,18 @@ class StageHarness:
         self.producer.records.clear()
 
     @asynccontextmanager
-    async def run(self, agent_name: str) -> AsyncIterator[StageDriver]:
-        """The app's agent `agent_name` running on an in-memory copy of its topic."""
+    async def run(self, agent_name: str) -> AsyncIterator[StageDriver | LoaderDriver]:
+        """The app's agent `agent_name` running on an in-memory copy of its topic, or the
+        topic loader of that name (the provider sinks: `sink.<channel>.<lane>`) fed
+        records directly."""
+        loaders = [lo for lo in loaders_of(self.app) if lo.name == agent_name]
+        if loaders:
+            driver = LoaderDriver(self, loaders[0])
+            try:
+                yield driver
+            finally:
+                await driver.stop()
+            return
         agent = self.app.agents[agent_name]
         topic = agent.channel
         async with agent.test_context(channel=WireChannel(self.app, topic=topic)) as wrapper:

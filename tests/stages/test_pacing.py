@@ -94,8 +94,10 @@ async def test_scope_worker_keeps_the_old_per_worker_meaning(tmp_path: Path) -> 
 async def test_the_sink_holds_a_send_until_its_worker_owns_a_partition(
     tmp_path: Path, sb: Sandbox, sandbox_providers: ProviderSettings
 ) -> None:
-    """The sink agent waits on this app's pacer: with no push partition owned the delivery
-    is held (not sent, not acked); once a rebalance gives the worker partitions it goes out."""
+    """The sink waits on this app's pacer: with no push partition owned the delivery is held
+    (not sent, not done); once an assignment gives the worker partitions it goes out. (Only
+    the assignment is signalled: a revocation would wait for the held send, which a real
+    loader never has, since it reads nothing while it owns nothing.)"""
     app = build_app(stage_settings(tmp_path), store="memory://", providers=sandbox_providers)
     stage = StageHarness(app)
     try:
@@ -105,8 +107,8 @@ async def test_the_sink_holds_a_send_until_its_worker_owns_a_partition(
             event = await sink.put(raw, key="alice", wait=False)
             await asyncio.sleep(0.5)
             assert sb.sends("fcm") == []
-            assert not event.message.acked
-            await stage.rebalance([partition_of("alice", stage.partitions)])
+            assert not sink.is_done(event)
+            await stage.assign([partition_of("alice", stage.partitions)])
             await sink.settle([event])
         [sent] = sb.sends("fcm")
         assert sent.delivery_id == json.loads(raw)["delivery_id"]
