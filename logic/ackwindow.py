@@ -1,9 +1,10 @@
 """Concurrent sends with acks that never run ahead of unfinished ones.
 
-Faust acks (and later commits) a record when the agent loop moves past it; a sink that
-awaited each provider call in turn would deliver one message per provider round trip.
-Here the consuming agent stays at concurrency 1 (it writes tables; docs/architecture.md,
-"Guarantees and why they hold", says why) and hands each record's work to a task, at most
+A consumer commits a record's offset once it has moved past it; a sink that awaited each
+provider call in turn would deliver one message per provider round trip. Here the reader
+(a provider sink's topic loader, or a delay agent) stays single (it writes tables;
+docs/architecture.md, "Guarantees and why they hold", says why) and hands each record's
+work to a task, at most
 `limit` at a time, and a record is acked only when its own work *and that of every earlier
 record of its partition* has finished. The committed offset therefore never passes a send
 still in flight: a crash replays exactly the unfinished tail, and the idempotency ledger

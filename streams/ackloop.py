@@ -1,5 +1,6 @@
 """The one loop that drives an `AckWindow` (logic/ackwindow.py) from a Faust stream: the
-provider sinks (sinks/deliver.py) and the delay agents (agents/delay.py: retry, escalate).
+delay agents (agents/delay.py: retry, escalate). The provider sinks drive theirs from a
+topic loader (streams/topic_loader.py, sinks/deliver.py).
 
 The stream is read with `noack()`, so Faust never acks a record when the loop moves past it;
 the window acks each record once its work and every earlier record's of its partition have
