@@ -90,7 +90,7 @@ def applier(ctx: StageContext) -> Apply:
         # logic/rekey.py), as a replayed record does for the one it replays.
         rekeyed = rekey_source(message.headers) if message.topic == _rekeyed_topic else None
         if rekeyed is not None:
-            if not any(rekeyed.topic in names for names in _served_ingress.values()):
+            if rekeyed.topic not in _served_ingress:
                 return  # another lane group's ingress: that group handles it
             source_topic, partition, offset = rekeyed.topic, rekeyed.partition, rekeyed.offset
         else:
@@ -162,7 +162,8 @@ def applier(ctx: StageContext) -> Apply:
         # A lane another group serves (the split topology): its route agents read it there.
         await topics.lanes[lane].send(key=notification.recipient_id.encode(), value=notification)
 
-    _served_ingress = served_ingress(ctx)
+    # This group's ingress topics: a re-keyed copy of another group's is skipped.
+    _served_ingress = frozenset(name for names in served_ingress(ctx).values() for name in names)
     _rekeyed_topic = topics.events_rekeyed.get_topic_name()
     return apply
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import faust
 from aiokafka import ConsumerRecord
@@ -48,7 +48,6 @@ from sinks.providers.base import Outcome, Sender, SendResult
 from sinks.providers.factory import close_senders
 from streams import metrics, receipts, sink_records
 from streams.topic_loader import (
-    Apply,
     TopicLoader,
     as_current_event,
     as_message,
@@ -205,7 +204,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
             partition_of=lambda record: (record.topic, record.partition),
         )
 
-        async def apply(partition: int, records: Sequence[ConsumerRecord]) -> list[Any]:
+        async def apply(partition: int, records: Sequence[ConsumerRecord]) -> list[Awaitable[Any]]:
             for record in records:
                 message = as_message(record)
                 delivery = await sink_records.decode(ctx, message)
@@ -225,7 +224,7 @@ def install(app: ClarionApp, ctx: SinkContext) -> None:
             app,
             topics=[topics.deliveries[(channel, lane)].get_topic_name()],
             table=ctx.tables.ledger,
-            apply=cast(Apply, apply),
+            apply=apply,
             group_id=provider_sink_group(_settings.app_id, channel, lane),
             bootstrap_servers=_settings.bootstrap_servers,
             max_records=in_flight,

@@ -350,39 +350,28 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
         consumer = app.consumer
         topics = lanes_lag.lane_topics(_settings.topic_prefix)
         rows: list[dict[str, Any]] = []
+
+        def row(offsets: lanes_lag.PartitionOffsets, position: int | None) -> dict[str, Any]:
+            return {
+                **offsets._asdict(),
+                "position": position,
+                "lag": lanes_lag.partition_lag(offsets.highwater, offsets.committed),
+                "served_by": _own_url(),
+            }
+
         for tp in sorted(consumer.assignment()):
-            if tp.topic not in topics:
-                continue
-            highwater = consumer.highwater(tp)
-            committed = committed_offset(consumer, tp)  # Kafka's "next to read"
-            rows.append(
-                {
-                    "topic": tp.topic,
-                    "partition": tp.partition,
-                    "highwater": highwater,
-                    "committed": committed,
-                    "position": await _position(tp),
-                    "lag": lanes_lag.partition_lag(highwater, committed),
-                    "served_by": _own_url(),
-                }
-            )
-        # The delivery topics read by topic loaders (the in-app sink, the outbox), which
-        # Faust's consumer does not read: their loaders' offsets (streams/topic_loader.py).
-        for loader in loaders_of(app):
-            for row in loader.offsets():
-                if row.topic not in topics:
-                    continue
-                rows.append(
-                    {
-                        "topic": row.topic,
-                        "partition": row.partition,
-                        "highwater": row.highwater,
-                        "committed": row.committed,
-                        "position": loader.position(row.topic, row.partition)[0],
-                        "lag": lanes_lag.partition_lag(row.highwater, row.committed),
-                        "served_by": _own_url(),
-                    }
+            if tp.topic in topics:
+                # committed: Kafka's "next to read"
+                offsets = lanes_lag.PartitionOffsets(
+                    tp.topic, tp.partition, consumer.highwater(tp), committed_offset(consumer, tp)
                 )
+                rows.append(row(offsets, await _position(tp)))
+        # The delivery topics read by topic loaders (every sink's), which Faust's consumer
+        # does not read: their loaders' offsets (streams/topic_loader.py).
+        for loader in loaders_of(app):
+            for offsets in loader.offsets():
+                if offsets.topic in topics:
+                    rows.append(row(offsets, loader.position(offsets.topic, offsets.partition)[0]))
         partitions = sorted({tp.partition for tp in consumer.assignment() if tp.topic in topics})
         return {"workers": [{"url": _own_url(), "partitions": partitions}], "lags": rows}
 

@@ -179,8 +179,7 @@ class TopicLoader(Service):  # type: ignore[misc]
         # was applied, so that the next owner does not read it again (as Faust commits its
         # streams' offsets here).
         reading, self._reading = self._reading, None
-        await self._between_batches.wait()
-        await self._drain()
+        await self.settled()
         if reading is not None and self._applied:
             try:
                 await self._commit_applied()

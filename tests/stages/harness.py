@@ -51,7 +51,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
-from aiokafka import ConsumerRecord
 from aiokafka import TopicPartition as AioTP
 from faust.channels import SerializedChannel
 from faust.serializers import codecs
@@ -64,6 +63,7 @@ from streams import record_batches
 from streams.app import ClarionApp
 from streams.catalog import all_topics
 from streams.topic_loader import TopicLoader, as_message, loaders_of
+from tests.stages.inputs import consumer_record
 
 SETTLE_TIMEOUT_S = 15.0
 
@@ -200,15 +200,10 @@ class StageDriver:
     ) -> EventT:
         """Put a record on the agent's partition as Kafka would hand it over. A model (or
         any non-bytes value) is encoded with the topic's codec first."""
-        if isinstance(key, str):
-            key = key.encode()
-        if partition is None:
-            partition = partition_of((key or b"").decode(), self.harness.partitions)
+        key, partition, offset = self.harness.place(self.topic_name, key, partition)
         raw = (
             value if isinstance(value, bytes) else codecs.dumps(self.topic.value_serializer, value)
         )
-        tp = TP(self.topic_name, partition)
-        offset = self.harness.log.append(tp)
         message = self.wrapper.to_message(
             key, raw, partition=partition, offset=offset, timestamp=timestamp, headers=headers
         )
@@ -254,19 +249,11 @@ class LoaderDriver:
         headers: dict[str, bytes] | None = None,
         wait: bool = True,
     ) -> Any:
-        if isinstance(key, str):
-            key = key.encode()
-        if partition is None:
-            partition = partition_of((key or b"").decode(), self.harness.partitions)
+        key, partition, offset = self.harness.place(self.topic_name, key, partition)
         raw = value if isinstance(value, bytes) else value.model_dump_json().encode()
-        tp = TP(self.topic_name, partition)
-        offset = self.harness.log.append(tp)
-        record = ConsumerRecord(
-            topic=self.topic_name, partition=partition, offset=offset,
-            timestamp=int((time.time() if timestamp is None else timestamp) * 1000),
-            timestamp_type=0, key=key, value=raw, checksum=None,
-            serialized_key_size=len(key or b""), serialized_value_size=len(raw),
-            headers=list((headers or {}).items()),
+        record = consumer_record(
+            self.topic_name, offset, key, raw, partition=partition, headers=headers,
+            timestamp_ms=int((time.time() if timestamp is None else timestamp) * 1000),
         )  # fmt: skip
         applied = self.loader.apply(partition, [record])
         if inspect.isawaitable(applied):
@@ -339,6 +326,17 @@ class StageHarness:
         table.data[key] = value
 
     # -- the log -------------------------------------------------------------------------
+    def place(
+        self, topic: str, key: bytes | str | None, partition: int | None
+    ) -> tuple[bytes | None, int, int]:
+        """Where a record put on `topic` lands: its key as bytes, its partition (the key's
+        murmur2 partition unless given) and the next offset there."""
+        if isinstance(key, str):
+            key = key.encode()
+        if partition is None:
+            partition = partition_of((key or b"").decode(), self.partitions)
+        return key, partition, self.log.append(TP(topic, partition))
+
     def behind(self, topic: faust.TopicT | str, partition: int, records: int) -> None:
         """Make `records` more records sit in the partition, not read yet (a backlog)."""
         tp = TP(_name(topic), partition)

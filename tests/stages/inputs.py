@@ -83,7 +83,7 @@ def preferences(uid: str, **prefs: Any) -> Preferences:
 def consumer_record(
     topic: str,
     offset: int,
-    key: bytes,
+    key: bytes | None,
     value: bytes | None,
     *,
     partition: int = 0,
@@ -100,7 +100,7 @@ def consumer_record(
         key=key,
         value=value,
         checksum=None,
-        serialized_key_size=len(key),
+        serialized_key_size=len(key or b""),
         serialized_value_size=len(value or b""),
         headers=tuple((headers or {}).items()),
     )
