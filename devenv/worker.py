@@ -19,6 +19,22 @@ class WorkerFailed(RuntimeError):
     pass
 
 
+def failure_excerpt(log: str, *, head: int = 30, tail: int = 40) -> str:
+    """What explains a worker's failure in its log: the first traceback or crash line with
+    the `head` lines after it (a crash at start-up is followed by shutdown noise, such as
+    "Event loop is closed", that pushes the cause out of a plain tail), then the last
+    `tail` lines."""
+    lines = log.splitlines()
+    first = next(
+        (i for i, line in enumerate(lines) if "Traceback" in line or "crashed" in line), None
+    )
+    if first is None or first >= len(lines) - tail:
+        return "\n".join(lines[-tail:])
+    cause = lines[first : first + head]
+    rest = lines[max(first + head, len(lines) - tail) :]
+    return "\n".join([*cause, "[...]", *rest] if rest else cause)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,16 +102,14 @@ class ClarionProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
-                raise WorkerFailed(f"{self.kind} exited early; log tail:\n{self.log_tail()}")
+                raise WorkerFailed(f"{self.kind} exited early; log:\n{self.failure_log()}")
             try:
                 if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(self.poll_s)
-        raise WorkerFailed(
-            f"{self.kind} not ready after {timeout_s}s; log tail:\n{self.log_tail()}"
-        )
+        raise WorkerFailed(f"{self.kind} not ready after {timeout_s}s; log:\n{self.failure_log()}")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM (a clean stop), SIGKILL if it hangs."""
@@ -117,6 +131,12 @@ class ClarionProcess:
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def failure_log(self) -> str:
+        try:
+            return failure_excerpt(self.log_path.read_text(errors="replace"))
         except FileNotFoundError:
             return "(no log)"
 

@@ -31,6 +31,7 @@ from logic.topic_names import delivery_topic
 from schemas.common import Channel, Lane
 from sinks.providers import registry
 from streams import metrics
+from streams.faust_internals import active_partitions
 from streams.topic_loader import loaders_of
 
 if TYPE_CHECKING:
@@ -131,11 +132,7 @@ class ProviderPacers:
         # worker owns actively (the loaders'), plus any delivery topic Faust assigned.
         assigned = {(tp[0], tp[1]) for tp in (args[0] if args else kwargs.get("assigned", ()))}
         if self._owner_changelog is not None:
-            owned = {
-                tp.partition
-                for tp in self._app.assignor.assigned_actives()
-                if tp.topic == self._owner_changelog
-            }
+            owned = active_partitions(self._app, self._owner_changelog)
             names = [name for names in self._topics.values() for name in names]
             assigned |= {(name, p) for name in names for p in owned}
         self.assign(assigned)

@@ -47,7 +47,7 @@ from schemas.admin import (
 )
 from schemas.common import Id
 from schemas.digests import DigestWindow
-from streams.faust_internals import committed_offset
+from streams.faust_internals import active_partitions, committed_offset
 from streams.topic_loader import loaders_of
 from tables import keys, scan
 
@@ -159,7 +159,7 @@ def install(app: ClarionApp, ctx: StageContext) -> None:
 
     def _owned(table: faust.Table) -> list[int]:
         topic = table.changelog_topic.get_topic_name()
-        return sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic)
+        return sorted(active_partitions(app, topic))
 
     def _limit(request: web.Request) -> int:
         return render.clamp_limit(request.query.get("limit"))

@@ -105,6 +105,10 @@ OVERRIDES = (
 
 # streams/record_batches.py: the aiokafka producer under Faust's, for whole record batches.
 PRODUCER_STATE = (Private("faust.transport.drivers.aiokafka", "Producer", "_ensure_producer"),)
+# `active_partitions`: the assignment object, replaced (not changed) at every rebalance.
+ASSIGNOR_STATE = (
+    Private("faust.assignor.partition_assignor", "PartitionAssignor", "_assignment", instance=True),
+)
 
 # Every private name Clarion relies on.
 REQUIRED: tuple[Private, ...] = (
@@ -112,8 +116,36 @@ REQUIRED: tuple[Private, ...] = (
     *EVENT_STATE,
     *STORE_STATE,
     *PRODUCER_STATE,
+    *ASSIGNOR_STATE,
     *dict.fromkeys(o.faust for o in OVERRIDES),
 )
+
+
+# -- the assignment --------------------------------------------------------------------------
+
+
+class _Actives(NamedTuple):
+    assignment: Any  # the assignor's ClientAssignment these partitions were read from
+    generation: int
+    by_topic: dict[str, frozenset[int]]
+
+
+_ACTIVES: weakref.WeakKeyDictionary[Any, _Actives] = weakref.WeakKeyDictionary()
+
+
+def active_partitions(app: Any, topic: str) -> frozenset[int]:
+    """The partitions of `topic` this worker owns actively. Faust's `assigned_actives()`
+    builds a set of every assigned partition on each call; the loaders, the window index
+    and the positions asked it several hundred times a second per worker (a sixth of an
+    idle worker's CPU), so the answer is kept until the assignor holds another assignment
+    (Faust's assignor replaces the object at every rebalance) or the generation moves."""
+    assignor = app.assignor
+    assignment, generation = assignor._assignment, app.consumer_generation_id
+    memo = _ACTIVES.get(assignor)
+    if memo is None or memo.assignment is not assignment or memo.generation != generation:
+        by_topic = {t: frozenset(ps) for t, ps in assignment.actives.items()}
+        memo = _ACTIVES[assignor] = _Actives(assignment, generation, by_topic)
+    return memo.by_topic.get(topic, frozenset())
 
 
 # -- the consumer's offset bookkeeping (streams/consumer.py) -----------------------------------

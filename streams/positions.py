@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from faust.types import TP
 
 from logic.progress import ProcessedPositions, is_caught_up
-from streams.faust_internals import committed_offset
+from streams.faust_internals import active_partitions, committed_offset
 
 if TYPE_CHECKING:
     import faust
@@ -103,4 +103,4 @@ class Positions:
         loader = self._loaders.get(tp.topic)
         if loader is not None:
             return loader.reads(tp.topic, tp.partition)
-        return tp in self.app.assignor.assigned_actives()
+        return tp.partition in active_partitions(self.app, tp.topic)

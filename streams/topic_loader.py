@@ -105,6 +105,7 @@ class TopicLoader(Service):  # type: ignore[misc]
         self.window = window  # records acked out of `apply`, in order (`done`)
         self.name = name or ",".join(self.topics)
         self.table = table
+        self._changelog: str = table.changelog_topic.get_topic_name()
         self.apply = apply
         self.group_id = group_id
         self.bootstrap_servers = bootstrap_servers
@@ -127,10 +128,7 @@ class TopicLoader(Service):  # type: ignore[misc]
         app = self.app
         if app.rebalancing:
             return None
-        changelog = self.table.changelog_topic.get_topic_name()
-        partitions = frozenset(
-            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog
-        )
+        partitions = faust_internals.active_partitions(app, self._changelog)
         return app.consumer_generation_id, partitions
 
     def offsets(self) -> list[PartitionOffsets]:

@@ -16,6 +16,7 @@ from logic.partitioning import partition_of
 from schemas.common import Lane
 from schemas.digests import DigestWindow
 from streams.catalog import EVENTS_REKEYED, INGRESS, lane_topic
+from streams.faust_internals import active_partitions
 from tables import keys
 
 if TYPE_CHECKING:
@@ -59,9 +60,7 @@ class WindowIndex:
         self.flushing: dict[bytes, asyncio.Future[None]] = {}
 
     def assigned(self) -> frozenset[int]:
-        name = self.topics.ticks.get_topic_name()
-        actives = self.app.assignor.assigned_actives()
-        return frozenset(tp.partition for tp in actives if tp.topic == name)
+        return active_partitions(self.app, self.topics.ticks.get_topic_name())
 
     def ensure_current(self) -> None:
         if not self.stale:

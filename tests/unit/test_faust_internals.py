@@ -60,6 +60,7 @@ def _instances(app: faust.App, table: Any) -> dict[tuple[str, str], Any]:
         ("faust.transport.consumer", "Consumer"): consumer,
         ("faust.transport.consumer", "ThreadDelegateConsumer"): consumer,
         ("faust.stores.rocksdb", "Store"): table.data,
+        ("faust.assignor.partition_assignor", "PartitionAssignor"): app.assignor,
     }
 
 
@@ -168,6 +169,26 @@ async def test_mark_done_uncounted_acks_without_counting(app: faust.App) -> None
     assert message not in consumer._unacked_messages
     assert not consumer._acked  # not counted toward a commit
     faust_internals.mark_done_uncounted(consumer, message)  # twice: nothing more
+
+
+def test_active_partitions_follow_the_assignment_and_the_generation(app: faust.App) -> None:
+    from faust.assignor.client_assignment import ClientAssignment
+
+    assignor = app.assignor
+    assert faust_internals.active_partitions(app, "t") == frozenset()
+    assignor._assignment = ClientAssignment(actives={"t": {0, 2}, "u": {1}}, standbys={"v": {3}})
+    assert faust_internals.active_partitions(app, "t") == {0, 2}
+    assert faust_internals.active_partitions(app, "v") == frozenset()  # standby: not active
+    assert faust_internals.active_partitions(app, "t") == {
+        tp.partition for tp in assignor.assigned_actives() if tp.topic == "t"
+    }
+    # A rebalance: Faust's assignor holds a new assignment object.
+    assignor._assignment = ClientAssignment(actives={"t": {1}}, standbys={})
+    assert faust_internals.active_partitions(app, "t") == {1}
+    # The same object changed in place under a new generation is read again too.
+    assignor._assignment.actives["t"] = {3}
+    app.consumer_generation_id += 1
+    assert faust_internals.active_partitions(app, "t") == {3}
 
 
 def test_store_helpers_read_a_partition_and_decode_with_the_tables_serializer(
