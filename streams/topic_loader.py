@@ -78,6 +78,9 @@ Ownership = tuple[int, frozenset[int]] | None
 _LOADERS: weakref.WeakKeyDictionary[Any, list[TopicLoader]] = weakref.WeakKeyDictionary()
 
 
+IDLE_FETCH_WAIT_MS = 2_000
+
+
 def loaders_of(app: Any) -> list[TopicLoader]:
     return list(_LOADERS.get(app, ()))
 
@@ -191,6 +194,11 @@ class TopicLoader(Service):  # type: ignore[misc]
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # A fetch returns as soon as a record arrives (fetch_min_bytes 1), and aiokafka
+            # cancels fetches in flight when the assignment changes, so a longer wait adds no
+            # latency; it only makes an idle loader's fetch loop (a worker has ~25 loaders)
+            # ask the broker less often.
+            fetch_max_wait_ms=IDLE_FETCH_WAIT_MS,
         )
         await self._consumer.start()
 
