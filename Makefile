@@ -63,6 +63,7 @@ bench: $(STAMP)  ## the benchmarks; figures go in benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.gateway
 	$(BIN)/python -m benchmarks.fanout
 	$(BIN)/python -m benchmarks.email_batch
+	$(BIN)/python -m benchmarks.idle
 
 # The inbox page's browser test drives Debian's chromium through Playwright (never a
 # Playwright browser download). Installed once if missing; without apt-get (or root) it says
