@@ -58,6 +58,19 @@ class ClarionConsumer(_driver.Consumer):  # type: ignore[misc]
             self._frontier.seeked(ensure_TP(tp), offset)
         return offsets  # type: ignore[no-any-return]
 
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        """Faust's slow-processing diagnostic: its livelock detector calls it for every
+        assigned partition every 2.5 commit intervals, and it only logs. It reads aiokafka's
+        position of the partition, and one sought to its beginning by `seek_to_committed`
+        has none until aiokafka's offset reset answers: aiokafka asserts on reading it, and
+        that AssertionError crashed Faust's consumer and so the worker (seen with three
+        workers starting side by side, tests/integration/test_global_pacing.py). Such a
+        partition is diagnosed once it has a position."""
+        try:
+            super().verify_event_path(now, tp)
+        except AssertionError:
+            log.debug("%s: no fetch position yet (offset reset pending); not checked", tp)
+
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
         self._frontier.seeked(ensure_TP(partition), offset)
