@@ -454,10 +454,16 @@ async def faust_hop_process(
         try:
             yield proc, log_path
         finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+            await stop_subprocess(proc)
+
+
+async def stop_subprocess(proc: asyncio.subprocess.Process, grace_s: float = 20.0) -> None:
+    """SIGTERM a benchmark's helper process, SIGKILL it if it is still there after
+    `grace_s`."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), grace_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()

@@ -38,6 +38,7 @@ from benchmarks.common import (
     ratio,
     run_benchmark,
     run_tag,
+    stop_subprocess,
 )
 from benchmarks.delivery import sandbox_process
 from devenv.sandbox.env import provider_env
@@ -90,13 +91,7 @@ async def raw_consumer_process(
             raise RuntimeError("the raw aiokafka consumer did not start")
         yield proc
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await stop_subprocess(proc)
 
 
 async def body(bootstrap: str, workdir: Path, args: argparse.Namespace) -> Report:
@@ -117,15 +112,15 @@ async def body(bootstrap: str, workdir: Path, args: argparse.Namespace) -> Repor
             raw_consumer_process(bootstrap, src) as raw,
         ):
             await asyncio.sleep(args.settle)  # joins, rebalances and first fetches are over
-            pids = {"clarion": clarion.worker.proc, "faust": hop, "raw": raw}
+            procs = {"clarion": clarion.worker.proc, "faust": hop, "raw": raw}
             started = time.monotonic()
-            before = {name: cpu_seconds(p.pid) for name, p in pids.items() if p is not None}
+            before = {name: cpu_seconds(p.pid) for name, p in procs.items() if p is not None}
             sandbox_before = sandbox.cpu_seconds()
             await asyncio.sleep(args.seconds)
-            after = {name: cpu_seconds(p.pid) for name, p in pids.items() if p is not None}
+            after = {name: cpu_seconds(p.pid) for name, p in procs.items() if p is not None}
             wall = time.monotonic() - started
             sandbox_cores = _cores(sandbox_before, sandbox.cpu_seconds(), wall)
-    cores = {name: _cores(before.get(name), after.get(name), wall) for name in pids}
+    cores = {name: _cores(before.get(name), after.get(name), wall) for name in procs}
     figures = {
         "seconds": round(wall, 1),
         "partitions": args.partitions,

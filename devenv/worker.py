@@ -129,16 +129,18 @@ class ClarionProcess:
         self.proc.wait(10)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        text = self._log_text()
+        return "(no log)" if text is None else "\n".join(text.splitlines()[-lines:])
 
     def failure_log(self) -> str:
+        text = self._log_text()
+        return "(no log)" if text is None else failure_excerpt(text)
+
+    def _log_text(self) -> str | None:
         try:
-            return failure_excerpt(self.log_path.read_text(errors="replace"))
+            return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
-            return "(no log)"
+            return None
 
     def __enter__(self) -> Self:
         return self.start()

@@ -194,10 +194,12 @@ class TopicLoader(Service):  # type: ignore[misc]
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            # A fetch returns as soon as a record arrives (fetch_min_bytes 1), and aiokafka
-            # cancels fetches in flight when the assignment changes, so a longer wait adds no
-            # latency; it only makes an idle loader's fetch loop (a worker has ~25 loaders)
-            # ask the broker less often.
+            # An idle loader's fetch loop (a worker has ~25 loaders) asks the broker less
+            # often. A fetch still returns at the first record on a partition it asks for
+            # (fetch_min_bytes 1), and aiokafka cancels fetches in flight when the assignment
+            # changes; only a partition left out of the fetch in flight (its earlier records
+            # not yet taken) waits for it. The latency benchmark shows no difference from
+            # 0.5 s (benchmarks/RESULTS.md).
             fetch_max_wait_ms=IDLE_FETCH_WAIT_MS,
         )
         await self._consumer.start()
